@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Set up a development environment on Debian 12 (or Raspberry Pi OS Bookworm) and
+#   ./dev.sh demo   teach and predict on the sample images (and, once taught, run the daemon)
+#   ./dev.sh test   run the whole test suite
+# Everything it needs is installed on first use: Debian packages (python3-venv,
+# mosquitto) with apt-get, Python packages into .venv.
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$PWD
+SHARED=${EDGEKNN_SHARED:-$ROOT/../shared}
+
+need_apt=()
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+# mosquitto's Debian package starts a system broker on port 1883; the tests start
+# their own on free ports and never use it.
+
+if [ ! -x .venv/bin/python ] || [ pyproject.toml -nt .venv/.installed ]; then
+  python3 -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e ".[test]"
+  touch .venv/.installed
+fi
+export EDGEKNN_MODEL_MIRROR=${EDGEKNN_MODEL_MIRROR:-$SHARED/models}
+
+case "${1:-}" in
+  test)
+    shift
+    .venv/bin/ruff check edgeknn tests
+    .venv/bin/python -m pytest -q "$@"
+    ;;
+  demo)
+    shift
+    export EDGEKNN_STORE=${EDGEKNN_STORE:-$ROOT/var/demo-store.db}
+    export EDGEKNN_MODELS_DIR=${EDGEKNN_MODELS_DIR:-$ROOT/var/models}
+    exec .venv/bin/python -m edgeknn.demo "$SHARED" "$@"
+    ;;
+  *)
+    echo "usage: ./dev.sh test [pytest args] | ./dev.sh demo" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,3 @@
+from edgeknn.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,75 @@
+"""The ``edgeknn`` command line.
+
+Each command group lives in its own module here and exposes
+``register(subparsers)``, which adds its parser and sets ``func`` (called with
+the parsed arguments, returning an exit code).  Errors derived from
+EdgeKnnError print one line ``edgeknn: error: ...`` and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from edgeknn import __version__
+from edgeknn.errors import EdgeKnnError
+
+# The order here is the order of `edgeknn --help`.
+from edgeknn.cli import (  # noqa: E402
+    bench,
+    config_cmd,
+    detect,
+    doctor,
+    eval_cmd,
+    models_cmd,
+    run,
+    store_cmd,
+    teach,
+)
+
+COMMAND_MODULES = (run, teach, eval_cmd, store_cmd, models_cmd, detect, config_cmd, doctor, bench)
+
+EPILOG = """examples:
+  edgeknn teach photos/            # one sub-folder per class
+  edgeknn predict snapshot.jpg --json
+  edgeknn eval datasets/flower_photos --shots 5
+  edgeknn run --config /etc/edgeknn/config.toml
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgeknn",
+        description="A teachable machine for the edge: embed camera frames with MobileNet "
+        "(Edge TPU or CPU), classify them with a durable KNN store, publish over MQTT.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"edgeknn {__version__}")
+    parser.add_argument(
+        "--log-level", default="warning",
+        choices=["debug", "info", "warning", "error"], help="log verbosity (default: warning)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMAND_MODULES:
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args) or 0)
+    except EdgeKnnError as exc:
+        print(f"edgeknn: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("edgeknn: interrupted", file=sys.stderr)
+        return 130

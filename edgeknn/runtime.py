@@ -1,0 +1,204 @@
+"""Open a TFLite model: LiteRT (or tflite-runtime), on the Edge TPU or the CPU.
+
+This is the one place that imports the interpreter package and loads the
+``libedgetpu`` delegate.  Everything above it sees an :class:`OpenedModel`:
+the interpreter, which backend it runs on, and which file was opened.
+
+Accelerator modes:
+
+``cpu``      never touch the Edge TPU; open the CPU model.
+``edgetpu``  load the delegate or fail with a clear error.
+``auto``     load the delegate if it loads (a TPU is present), else the CPU.
+
+The ``_edgetpu`` model variant is chosen only when the delegate loaded: an
+Edge TPU-compiled model cannot run on the CPU alone.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from edgeknn.errors import (
+    DelegateMissing,
+    EdgeTpuError,
+    EdgeTpuModelOnCpu,
+    InterpreterMissing,
+    ModelError,
+    ModelNotFound,
+    NotATFLiteModel,
+)
+
+Accelerator = Literal["auto", "cpu", "edgetpu"]
+ACCELERATORS: tuple[str, ...] = ("auto", "cpu", "edgetpu")
+
+EDGETPU_LIBRARY = {
+    "Linux": "libedgetpu.so.1",
+    "Darwin": "libedgetpu.1.dylib",
+    "Windows": "edgetpu.dll",
+}.get(platform.system(), "libedgetpu.so.1")
+
+
+@dataclass(frozen=True)
+class InterpreterPackage:
+    """Which interpreter package is installed, and its version."""
+
+    name: str  # "ai-edge-litert" or "tflite-runtime"
+    version: str
+    module: Any  # the module that has Interpreter and load_delegate
+
+
+@dataclass(frozen=True)
+class OpenedModel:
+    interpreter: Any
+    backend: Literal["edgetpu", "cpu"]
+    path: Path
+    device: str | None = None
+
+
+def interpreter_package() -> InterpreterPackage:
+    """Import ai_edge_litert, falling back to tflite_runtime."""
+    try:
+        import ai_edge_litert
+        from ai_edge_litert import interpreter as mod
+
+        return InterpreterPackage(
+            "ai-edge-litert", getattr(ai_edge_litert, "__version__", "unknown"), mod
+        )
+    except ImportError:
+        pass
+    try:
+        import tflite_runtime
+        from tflite_runtime import interpreter as mod
+
+        return InterpreterPackage(
+            "tflite-runtime", getattr(tflite_runtime, "__version__", "unknown"), mod
+        )
+    except ImportError:
+        raise InterpreterMissing(
+            "no TFLite interpreter installed: pip install ai-edge-litert "
+            "(or tflite-runtime where no ai-edge-litert wheel exists)"
+        ) from None
+
+
+def validate_device(device: str | None) -> str | None:
+    """Check an Edge TPU device name: ``usb``, ``usb:N``, ``pci``, ``pci:N`` or ``:N``."""
+    if device is None or device == "":
+        return None
+    kind, _, index = device.partition(":")
+    if kind not in ("usb", "pci", "") or (index and not index.isdigit()) or device == ":":
+        raise EdgeTpuError(
+            f"Edge TPU device {device!r} is not valid: use usb, usb:0, pci, pci:0 or :0"
+        )
+    return device
+
+
+def load_edgetpu_delegate(device: str | None = None, library: str = EDGETPU_LIBRARY) -> Any:
+    """Load the libedgetpu delegate, or raise :class:`DelegateMissing`/:class:`EdgeTpuError`."""
+    device = validate_device(device)
+    mod = interpreter_package().module
+    options = {"device": device} if device else {}
+    try:
+        return mod.load_delegate(library, options)
+    except OSError as exc:  # dlopen failed: the library is not installed
+        raise DelegateMissing(
+            f"Edge TPU delegate {library} could not be loaded ({exc}); install libedgetpu1-std "
+            "from Coral's apt repository (see README), or set accelerator = \"cpu\""
+        ) from None
+    except ValueError as exc:  # library loaded but no device answered
+        where = f" at {device}" if device else ""
+        raise EdgeTpuError(
+            f"no Edge TPU found{where}: {exc}; plug in the Coral or set accelerator = \"cpu\""
+        ) from None
+
+
+def check_tflite_file(path: Path) -> None:
+    """Fail early, with the file name, when a path is missing or not a TFLite flatbuffer."""
+    if not path.is_file():
+        raise ModelNotFound(f"model file {path} does not exist; try: edgeknn models fetch")
+    with path.open("rb") as f:
+        head = f.read(8)
+    if len(head) < 8 or head[4:8] != b"TFL3":
+        raise NotATFLiteModel(f"model file {path} is not a TFLite model (no TFL3 identifier)")
+
+
+def is_edgetpu_model(path: Path) -> bool:
+    """True if the file was compiled for the Edge TPU (it holds the edgetpu custom op)."""
+    with path.open("rb") as f:
+        return b"edgetpu-custom-op" in f.read()
+
+
+def open_interpreter(
+    cpu_model: Path,
+    *,
+    edgetpu_model: Path | None = None,
+    accelerator: str = "auto",
+    device: str | None = None,
+    threads: int | None = None,
+    preserve_all_tensors: bool = False,
+    delegate_loader: Any = load_edgetpu_delegate,
+) -> OpenedModel:
+    """Open a model on the best backend allowed by ``accelerator``.
+
+    ``cpu_model`` runs on the CPU; ``edgetpu_model`` is its Edge TPU
+    compilation (optional).  ``threads`` defaults to every core.
+    ``delegate_loader`` is injectable so tests can exercise the TPU paths.
+    """
+    if accelerator not in ACCELERATORS:
+        raise EdgeTpuError(f"accelerator {accelerator!r} is not one of {', '.join(ACCELERATORS)}")
+    mod = interpreter_package().module
+    delegate = None
+    if accelerator != "cpu" and edgetpu_model is not None:
+        try:
+            delegate = delegate_loader(device)
+        except EdgeTpuError:
+            if accelerator == "edgetpu":
+                raise
+    elif accelerator == "edgetpu":
+        raise EdgeTpuError(
+            f"accelerator = \"edgetpu\" but model {cpu_model.name} has no Edge TPU variant"
+        )
+    if delegate is not None and edgetpu_model is not None:
+        check_tflite_file(edgetpu_model)
+        interp = _make(mod, edgetpu_model, [delegate], None, preserve_all_tensors)
+        return OpenedModel(interp, "edgetpu", edgetpu_model, device)
+    check_tflite_file(cpu_model)
+    if is_edgetpu_model(cpu_model):
+        raise EdgeTpuModelOnCpu(
+            f"model {cpu_model} is compiled for the Edge TPU (unresolved custom op "
+            "edgetpu-custom-op without the delegate); use its CPU variant or attach a Coral"
+        )
+    n = threads if threads and threads > 0 else (os.cpu_count() or 1)
+    interp = _make(mod, cpu_model, None, n, preserve_all_tensors)
+    return OpenedModel(interp, "cpu", cpu_model, None)
+
+
+def _make(mod: Any, path: Path, delegates: list | None, threads: int | None, preserve: bool) -> Any:
+    kwargs: dict[str, Any] = {"model_path": str(path)}
+    if delegates:
+        kwargs["experimental_delegates"] = delegates
+    if threads:
+        kwargs["num_threads"] = threads
+    if preserve:
+        kwargs["experimental_preserve_all_tensors"] = True
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            # LiteRT warns that preserving tensors is "for debugging"; we need it
+            # to read a named intermediate tensor (an embedding layer) reliably.
+            warnings.simplefilter("ignore")
+            interp = mod.Interpreter(**kwargs)
+        interp.allocate_tensors()
+    except ValueError as exc:
+        raise NotATFLiteModel(f"model file {path} could not be read: {exc}") from None
+    except RuntimeError as exc:
+        if "edgetpu-custom-op" in str(exc):
+            raise EdgeTpuModelOnCpu(
+                f"model {path} needs the Edge TPU (unresolved custom op edgetpu-custom-op)"
+            ) from None
+        raise ModelError(f"model {path} could not be prepared: {exc}") from None
+    return interp
