@@ -1,0 +1,102 @@
+"""Arguments and set-up shared by several commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from edgeknn import models
+from edgeknn.embedder import Embedder, open_embedder
+from edgeknn.paths import default_store
+from edgeknn.runtime import ACCELERATORS
+from edgeknn.store import Store
+
+
+def add_store_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store", type=Path, default=None,
+        help="store file (default: $EDGEKNN_STORE, else ~/.local/share/edgeknn/store.db)",
+    )
+
+
+def add_embedder_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("embedder")
+    g.add_argument("--model", default=None,
+                   help="embedder: a manifest name or a .tflite path (default: the manifest's default)")
+    g.add_argument("--embedding-tensor", default=None,
+                   help="tensor to read the embedding from (default: the manifest's, else the output)")
+    g.add_argument("--accelerator", choices=ACCELERATORS, default="auto",
+                   help="auto: Edge TPU if present, else CPU (default: auto)")
+    g.add_argument("--device", default=None, help="Edge TPU device: usb, usb:0, pci:0")
+    g.add_argument("--threads", type=int, default=0, help="CPU threads (default: all cores)")
+    g.add_argument("--resize", choices=["center-crop", "squash"], default="center-crop",
+                   help="how frames are fitted to the model input (default: center-crop)")
+
+
+def store_path(args: argparse.Namespace) -> Path:
+    return args.store if args.store is not None else default_store()
+
+
+def open_store(args: argparse.Namespace, *, create: bool = True) -> Store:
+    return Store.open(store_path(args), create=create)
+
+
+def build_embedder(
+    model: str | None,
+    *,
+    embedding_tensor: str | None = None,
+    accelerator: str = "auto",
+    device: str | None = None,
+    threads: int = 0,
+    resize: str = "center-crop",
+    models_dir: Path | None = None,
+) -> Embedder:
+    """Resolve a manifest name (fetching on first use) or a path, and open it."""
+    info = models.default_model("embedder") if model is None else None
+    name = info.name if info else model
+    assert name is not None
+    manifest = models.load_manifest()
+    edgetpu_path = None
+    if name in manifest:
+        cpu, tpu = models.resolve_variants(manifest[name])
+        cpu_path = models.ensure_model(cpu.name, models_dir)
+        if tpu is not None and accelerator != "cpu":
+            edgetpu_path = models.ensure_model(tpu.name, models_dir)
+        tensor = embedding_tensor or cpu.embedding_tensor
+    else:
+        cpu_path = models.ensure_model(name, models_dir)
+        tensor = embedding_tensor
+    return open_embedder(
+        cpu_path, edgetpu_model=edgetpu_path, embedding_tensor=tensor, accelerator=accelerator,
+        device=device, threads=threads or None, resize=resize,
+    )
+
+
+def embedder_from_args(args: argparse.Namespace) -> Embedder:
+    return build_embedder(
+        args.model, embedding_tensor=args.embedding_tensor, accelerator=args.accelerator,
+        device=args.device, threads=args.threads, resize=args.resize,
+    )
+
+
+class Progress:
+    """A one-line progress bar on a terminal; occasional plain lines otherwise (journald, CI)."""
+
+    def __init__(self, what: str, total: int, stream=sys.stderr) -> None:
+        self.what, self.total, self.stream = what, total, stream
+        self.tty = stream.isatty()
+        self._last_line = -1
+
+    def update(self, done: int, note: str = "") -> None:
+        if self.tty:
+            width = 30
+            filled = int(width * done / max(1, self.total))
+            bar = "#" * filled + "-" * (width - filled)
+            self.stream.write(f"\r{self.what} [{bar}] {done}/{self.total} {note}")
+            if done >= self.total:
+                self.stream.write("\n")
+            self.stream.flush()
+        elif note or done >= self.total or done - self._last_line >= max(1, self.total // 10):
+            self._last_line = done
+            print(f"{self.what}: {done}/{self.total} {note}".rstrip(), file=self.stream, flush=True)
