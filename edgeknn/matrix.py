@@ -117,4 +117,7 @@ class Matrix:
 
     @property
     def nbytes(self) -> int:
-        return sum(b.nbytes for b in self.blocks) + self.ids.nbytes + self.codes.nbytes + self.sums.nbytes
+        """Memory the rows in use take (a block's unused rows are never touched, so
+        the kernel does not back them with memory)."""
+        per_row = self.dim * np.dtype(DTYPE).itemsize + self.ids.itemsize + self.codes.itemsize
+        return self.n * per_row + self.sums.nbytes

@@ -16,7 +16,14 @@ Edge TPU-compiled model cannot run on the CPU alone.
 
 from __future__ import annotations
 
+import ctypes
+import logging
 import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +109,9 @@ def load_edgetpu_delegate(device: str | None = None, library: str = EDGETPU_LIBR
     mod = interpreter_package().module
     options = {"device": device} if device else {}
     try:
+        # dlopen it ourselves first: LiteRT's load_delegate leaves a half-built
+        # Delegate behind on this error, whose __del__ prints a traceback.
+        ctypes.CDLL(library)
         return mod.load_delegate(library, options)
     except OSError as exc:  # dlopen failed: the library is not installed
         raise DelegateMissing(
@@ -185,14 +195,12 @@ def _make(mod: Any, path: Path, delegates: list | None, threads: int | None, pre
     if preserve:
         kwargs["experimental_preserve_all_tensors"] = True
     try:
-        import warnings
-
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), native_log_to_logging():
             # LiteRT warns that preserving tensors is "for debugging"; we need it
             # to read a named intermediate tensor (an embedding layer) reliably.
             warnings.simplefilter("ignore")
             interp = mod.Interpreter(**kwargs)
-        interp.allocate_tensors()
+            interp.allocate_tensors()
     except ValueError as exc:
         raise NotATFLiteModel(f"model file {path} could not be read: {exc}") from None
     except RuntimeError as exc:
@@ -202,3 +210,32 @@ def _make(mod: Any, path: Path, delegates: list | None, threads: int | None, pre
             ) from None
         raise ModelError(f"model {path} could not be prepared: {exc}") from None
     return interp
+
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def native_log_to_logging() -> Iterator[None]:
+    """Route what the C++ runtime prints on stderr ("INFO: Created TensorFlow Lite
+    XNNPACK delegate", op errors) into Python logging, so the command line and
+    the journal get one-line, levelled messages instead of raw native output."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # no real stderr (pytest capture, embedded)
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), fd)
+        try:
+            yield
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+            capture.seek(0)
+            for line in capture.read().decode(errors="replace").splitlines():
+                if line.strip():
+                    level = logging.DEBUG if line.startswith("INFO:") else logging.WARNING
+                    log.log(level, "litert: %s", line.strip())

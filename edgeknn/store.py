@@ -102,7 +102,7 @@ class Store:
         path = Path(path)
         if not path.exists():
             if not create:
-                raise StoreError(f"store {path} does not exist")
+                raise StoreError(f"store {path} does not exist; teach it first: edgeknn teach DIR --store {path}")
             path.parent.mkdir(parents=True, exist_ok=True)
         elif path.is_dir():
             raise StoreError(f"store {path} is a directory; --store takes a file path")
