@@ -19,12 +19,12 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import platform
 import sys
 import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-import platform
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal

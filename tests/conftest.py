@@ -63,9 +63,11 @@ class Mosquitto:
         raise RuntimeError("mosquitto did not start listening within 10 s")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.terminate()
+                self.proc.wait(timeout=10)
+            self.proc.stderr.close()
         self.proc = None
 
 

@@ -10,8 +10,8 @@ import sys
 import time
 
 import pytest
-
 from conftest import DATASETS, IMAGES
+
 from edgeknn.cli import main
 from edgeknn.store import Store
 

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-
 from conftest import IMAGES, MODELS
+
 from edgeknn.embedder import open_embedder, quantize_input
 from edgeknn.errors import EdgeTpuError, EdgeTpuModelOnCpu, ModelError, NotATFLiteModel
 from edgeknn.images import load_image

@@ -4,8 +4,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import DATASETS
+
 from edgeknn.cli import main
 from edgeknn.errors import DatasetError
 from edgeknn.evaluation import split

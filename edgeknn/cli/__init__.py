@@ -13,7 +13,6 @@ import logging
 import sys
 
 from edgeknn import __version__
-from edgeknn.errors import EdgeKnnError
 
 # The order here is the order of `edgeknn --help`.
 from edgeknn.cli import (  # noqa: E402
@@ -27,6 +26,7 @@ from edgeknn.cli import (  # noqa: E402
     store_cmd,
     teach,
 )
+from edgeknn.errors import EdgeKnnError
 
 COMMAND_MODULES = (run, teach, eval_cmd, store_cmd, models_cmd, detect, config_cmd, doctor, bench)
 
@@ -48,8 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"edgeknn {__version__}")
     parser.add_argument(
-        "--log-level", default="warning",
-        choices=["debug", "info", "warning", "error"], help="log verbosity (default: warning)",
+        "--log-level", default=None, choices=["debug", "info", "warning", "error"],
+        help="log verbosity (default: warning; for `run`, the config's logging.level)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in COMMAND_MODULES:
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
+        level=getattr(logging, (args.log_level or "warning").upper()),
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from edgeknn import models
-from edgeknn.embedder import Embedder, open_embedder
+from edgeknn.embedder import Embedder
+from edgeknn.engines import build_embedder
 from edgeknn.paths import default_store
 from edgeknn.runtime import ACCELERATORS
 from edgeknn.store import Store
@@ -40,37 +40,6 @@ def store_path(args: argparse.Namespace) -> Path:
 
 def open_store(args: argparse.Namespace, *, create: bool = True) -> Store:
     return Store.open(store_path(args), create=create)
-
-
-def build_embedder(
-    model: str | None,
-    *,
-    embedding_tensor: str | None = None,
-    accelerator: str = "auto",
-    device: str | None = None,
-    threads: int = 0,
-    resize: str = "center-crop",
-    models_dir: Path | None = None,
-) -> Embedder:
-    """Resolve a manifest name (fetching on first use) or a path, and open it."""
-    info = models.default_model("embedder") if model is None else None
-    name = info.name if info else model
-    assert name is not None
-    manifest = models.load_manifest()
-    edgetpu_path = None
-    if name in manifest:
-        cpu, tpu = models.resolve_variants(manifest[name])
-        cpu_path = models.ensure_model(cpu.name, models_dir)
-        if tpu is not None and accelerator != "cpu":
-            edgetpu_path = models.ensure_model(tpu.name, models_dir)
-        tensor = embedding_tensor or cpu.embedding_tensor
-    else:
-        cpu_path = models.ensure_model(name, models_dir)
-        tensor = embedding_tensor
-    return open_embedder(
-        cpu_path, edgetpu_model=edgetpu_path, embedding_tensor=tensor, accelerator=accelerator,
-        device=device, threads=threads or None, resize=resize,
-    )
 
 
 def embedder_from_args(args: argparse.Namespace) -> Embedder:

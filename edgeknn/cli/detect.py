@@ -1,9 +1,193 @@
-"""Placeholder: this command group is being written."""
+"""`edgeknn detect IMAGE...` and `edgeknn eval-detector IMAGES ANNOTATIONS`."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from edgeknn.annotations import load_annotations, with_size
+from edgeknn.cli.common import Progress
+from edgeknn.detection_eval import (
+    CocoMetrics,
+    GroundTruthBox,
+    ScoredBox,
+    evaluate,
+    match_labels,
+    parse_class_map,
+)
+from edgeknn.detector import Detector
+from edgeknn.engines import build_detector
+from edgeknn.images import RESIZE_POLICIES, load_image
+from edgeknn.mqtt.payloads import detection_dict
+from edgeknn.runtime import ACCELERATORS
+
+DETECT_EPILOG = """examples:
+  edgeknn detect photo.jpg
+  edgeknn detect *.jpg --threshold 0.4 --allow Abyssinian Bengal --json
+  edgeknn detect frame.png --model my_ssd.tflite --labels my_labels.txt
+
+The default model is the manifest's default detector (the Oxford pets SSD,
+which finds pet heads), fetched on first use.
+"""
+
+EVAL_EPILOG = """examples:
+  edgeknn eval-detector raccoon/images raccoon/annotations --class-agnostic
+  edgeknn eval-detector fruit/images fruit/annotations --model ssd_coco.tflite \\
+      --labels coco_labels.txt --json
+  edgeknn eval-detector imgs labels.csv --class-map Abyssinian=cat --class-map Bengal=cat
+
+ANNOTATIONS is a folder of Pascal VOC .xml files or a CSV file with the header
+filename,width,height,class,xmin,ymin,xmax,ymax.  Annotation classes are matched
+to detector labels ignoring case and treating '_' as a space; --class-map
+DETECTOR_LABEL=CLASS adds or overrides a match; --class-agnostic counts every
+detection as every object.  Metrics are COCO's: AP averaged over IoU 0.50:0.95,
+AP at 0.50 and 0.75, and AR with at most 1, 10, 100 detections per image.
+"""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this group's parser(s) to the edgeknn command line."""
+    p = sub.add_parser(
+        "detect", help="find objects in images with the SSD detector",
+        description="Run the object detector on image files and print what it finds.",
+        epilog=DETECT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    p.add_argument("--threshold", type=float, default=0.5, help="minimum score (default 0.5)")
+    p.add_argument("--max-detections", type=int, default=10, help="per image (default 10)")
+    p.add_argument("--allow", nargs="+", default=None, metavar="LABEL",
+                   help="report only these labels (exact names from the label file)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_detector_args(p)
+    p.set_defaults(func=run_detect)
+
+    e = sub.add_parser(
+        "eval-detector", help="COCO-style AP/AR of the detector on annotated images",
+        description="Measure the detector against Pascal VOC or CSV box annotations.",
+        epilog=EVAL_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    e.add_argument("images", type=Path, help="folder holding the annotated images")
+    e.add_argument("annotations", type=Path, help="folder of VOC .xml files, or a .csv file")
+    e.add_argument("--threshold", type=float, default=0.0,
+                   help="drop detections scoring below this (default 0: keep all, as AP expects)")
+    e.add_argument("--class-map", action="append", default=[], metavar="LABEL=CLASS",
+                   help="count detector LABEL as annotation CLASS (repeatable)")
+    e.add_argument("--class-agnostic", action="store_true",
+                   help="ignore classes: any detection may match any object")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    add_detector_args(e)
+    e.set_defaults(func=run_eval_detector)
+
+
+def add_detector_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("detector")
+    g.add_argument("--model", default=None,
+                   help="a manifest name or a .tflite path (default: the manifest's detector)")
+    g.add_argument("--labels", default=None,
+                   help="label file: a manifest name or a path (default: the model's)")
+    g.add_argument("--edgetpu-model", default=None,
+                   help="its Edge TPU compilation (default: the manifest's, if any)")
+    g.add_argument("--accelerator", choices=ACCELERATORS, default="auto",
+                   help="auto: Edge TPU if present, else CPU (default: auto)")
+    g.add_argument("--device", default=None, help="Edge TPU device: usb, usb:0, pci:0")
+    g.add_argument("--threads", type=int, default=0, help="CPU threads (default: all cores)")
+    g.add_argument("--resize", choices=RESIZE_POLICIES, default="squash",
+                   help="how frames are fitted to the model input (default: squash)")
+
+
+def _detector_from_args(args: argparse.Namespace, **options: Any) -> Detector:
+    return build_detector(
+        args.model, labels=args.labels, edgetpu_model=args.edgetpu_model,
+        accelerator=args.accelerator, device=args.device,
+        threads=args.threads, resize=args.resize, **options,
+    )
+
+
+def run_detect(args: argparse.Namespace) -> int:
+    detector = _detector_from_args(
+        args, threshold=args.threshold, max_detections=args.max_detections,
+        allow=frozenset(args.allow) if args.allow else None,
+    )
+    results = []
+    for path in args.images:
+        frame = load_image(path)
+        height, width = frame.shape[:2]
+        results.append((path, width, height, detector.detect(frame)))
+    if args.json:
+        print(json.dumps({
+            "model": detector.opened.path.name,
+            "backend": detector.opened.backend,
+            "threshold": args.threshold,
+            "images": [
+                {"image": str(path), "width": w, "height": h,
+                 "objects": [{**detection_dict(d), "class_id": d.class_id} for d in found]}
+                for path, w, h, found in results
+            ],
+        }, ensure_ascii=False))
+        return 0
+    for path, w, h, found in results:
+        what = f"{len(found)} object{'s' if len(found) != 1 else ''}" if found else (
+            f"nothing scored {args.threshold:.2f} or more")
+        print(f"{path} ({w}x{h}): {what}")
+        for d in found:
+            x0, y0, x1, y1 = d.box_px
+            print(f"  {d.label:<28} {d.score:.2f}  x {x0}..{x1}  y {y0}..{y1}")
+    return 0
+
+
+def run_eval_detector(args: argparse.Namespace) -> int:
+    items = load_annotations(args.annotations, args.images)
+    class_map = parse_class_map(args.class_map)
+    detector = _detector_from_args(args, threshold=args.threshold, max_detections=100)
+    classes = [o.label for item in items for o in item.objects]
+    match, unmatched = match_labels(
+        sorted(detector.labels.labels), classes, class_map, class_agnostic=args.class_agnostic
+    )
+    truth: list[GroundTruthBox] = []
+    found: list[ScoredBox] = []
+    progress = Progress("detect", len(items))
+    for index, item in enumerate(items):
+        frame = load_image(item.path)
+        height, width = frame.shape[:2]
+        item = with_size(item, width, height)
+        for obj in item.objects:
+            truth.append(GroundTruthBox(index, match.classes[obj.label], obj.box, obj.difficult))
+        for d in detector.detect(frame):  # labels matching no class are counted, then left out
+            b = d.box
+            box = (b.xmin * width, b.ymin * height, b.xmax * width, b.ymax * height)
+            found.append(ScoredBox(index, match.detections.get(d.label, d.label), d.score, box))
+        progress.update(index + 1)
+    metrics = evaluate(range(len(items)), truth, found)
+    if args.json:
+        print(json.dumps({
+            "model": detector.opened.path.name, "backend": detector.opened.backend,
+            "threshold": args.threshold, "class_agnostic": args.class_agnostic,
+            "class_map": class_map, "unmatched_classes": unmatched, **metrics.as_dict(),
+        }, ensure_ascii=False))
+    else:
+        print_report(args, detector, metrics, unmatched)
+    return 0
+
+
+def _num(value: float | None) -> str:
+    return "    -" if value is None else f"{value:.3f}"
+
+
+def print_report(args: argparse.Namespace, detector: Detector, m: CocoMetrics,
+                 unmatched: list[str]) -> None:
+    print(f"{detector.opened.path.name} ({detector.opened.backend}) on {m.images} images, "
+          f"{m.ground_truths} objects, {m.detections} detections at score >= {args.threshold:g}"
+          + (f"; {m.ignored_detections} more left out: their labels match no annotated class"
+             if m.ignored_detections else ""))
+    for name, value in (("AP @[.50:.95]", m.ap), ("AP @.50", m.ap50), ("AP @.75", m.ap75),
+                        ("AR @1", m.ar1), ("AR @10", m.ar10), ("AR @100", m.ar100)):
+        print(f"  {name:<14} {_num(value)}")
+    width = max([5] + [len(c.label) for c in m.per_class])
+    print(f"\n  {'class':<{width}}  objects  detections     AP   AP50   AP75  AR100")
+    for c in m.per_class:
+        print(f"  {c.label:<{width}}  {c.ground_truths:>7}  {c.detections:>10}  "
+              f"{_num(c.ap)}  {_num(c.ap50)}  {_num(c.ap75)}  {_num(c.ar100)}")
+    for name in unmatched:
+        print(f"note: no detector label matches class {name!r}, so its AP is 0; "
+              "use --class-map LABEL=CLASS or --class-agnostic")

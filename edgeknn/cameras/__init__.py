@@ -1,0 +1,66 @@
+"""Camera sources: one module per source, chosen by ``[camera] source``.
+
+    cam = make_camera(cfg.camera, model_size=(224, 224))      # not opened yet
+    cam = RetryingCamera(cam, stop=stop, on_state=publish,
+                         backoff=Backoff(cfg.camera.retry_initial, cfg.camera.retry_max))
+    cam.open(); frame = cam.read(); cam.close()
+
+``picamera2`` and ``cv2`` are imported by their adapters' ``open`` only, so
+the other sources (and every test) work without them.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edgeknn.cameras.base import Camera, CameraStopped, EndOfStream, Pacer, Sleep
+from edgeknn.cameras.fake import FakeCamera
+from edgeknn.cameras.opencv import OpenCvCamera
+from edgeknn.cameras.picam import PiCamera
+from edgeknn.cameras.replay import ReplayCamera
+from edgeknn.cameras.retry import Backoff, RetryingCamera
+from edgeknn.cameras.synthetic import SyntheticCamera
+from edgeknn.errors import ConfigError
+
+if TYPE_CHECKING:
+    from edgeknn.config import CameraConfig
+
+__all__ = [
+    "Backoff", "Camera", "CameraStopped", "EndOfStream", "FakeCamera", "OpenCvCamera",
+    "Pacer", "PiCamera", "ReplayCamera", "RetryingCamera", "SyntheticCamera",
+    "make_camera", "open_camera",
+]
+
+
+def make_camera(
+    cfg: CameraConfig, model_size: tuple[int, int] | None = None, *, sleep: Sleep = time.sleep
+) -> Camera:
+    """The camera ``cfg.source`` names, configured but not opened.
+
+    ``sleep`` paces replayed and synthetic frames; pass a stop event's ``wait``
+    so a paced read returns at once on shutdown.
+    """
+    if cfg.source == "synthetic":
+        return SyntheticCamera(cfg.width, cfg.height, cfg.fps, sleep=sleep)
+    if cfg.source == "replay":
+        if not cfg.path:
+            raise ConfigError('camera.path: required when camera.source = "replay"')
+        return ReplayCamera(Path(cfg.path), fps=cfg.fps, loop=cfg.loop, sleep=sleep)
+    if cfg.source == "opencv":
+        return OpenCvCamera(cfg.path, fps=cfg.fps, loop=cfg.loop, width=cfg.width,
+                            height=cfg.height, sleep=sleep)
+    if cfg.source == "picamera2":
+        return PiCamera(cfg.width, cfg.height, fps=cfg.fps, lores=cfg.lores,
+                        model_size=model_size)
+    raise ConfigError(f"camera.source: unknown source {cfg.source!r}")
+
+
+def open_camera(
+    cfg: CameraConfig, model_size: tuple[int, int] | None = None, *, sleep: Sleep = time.sleep
+) -> Camera:
+    """:func:`make_camera`, opened (CameraError if it cannot be)."""
+    camera = make_camera(cfg, model_size, sleep=sleep)
+    camera.open()
+    return camera

@@ -1,0 +1,353 @@
+"""`edgeknn run`: build the application from its config, run it, stop it cleanly.
+
+Start order (stop is the reverse, in ``finally``):
+store -> embedder -> detector -> MQTT -> camera + capture thread -> buttons ->
+processing loop.  The main thread only waits: it sends the stats, feeds the
+systemd watchdog while the processing loop is alive, and handles signals
+(SIGTERM/SIGINT stop, SIGHUP reloads what can change while running).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeknn.cameras import Backoff, RetryingCamera, make_camera
+from edgeknn.config import Config, load_config
+from edgeknn.detection_stage import DetectionStage
+from edgeknn.engines import build_detector, build_embedder
+from edgeknn.errors import EdgeKnnError
+from edgeknn.mqtt import MqttSettings, NullPublisher, QosSettings, TlsSettings
+from edgeknn.mqtt.payloads import Announcer, DeviceState, Stats
+from edgeknn.mqtt.topics import Topics
+from edgeknn.pipeline import CaptureThread, FrameSlot, Processed, Processor
+from edgeknn.store import Store
+from edgeknn.systemd import Notifier
+from edgeknn.teacher import ClassifierSettings, Engine, Teacher
+
+log = logging.getLogger(__name__)
+
+STOP_TIMEOUT = 4.0  # seconds each part may take to stop; the whole stop stays under 5 s
+
+
+def device_id(config: Config) -> str:
+    return config.device_id or socket.gethostname().split(".")[0]
+
+
+def mqtt_settings(config: Config, device: str) -> MqttSettings:
+    m = config.mqtt
+    return MqttSettings(
+        enabled=m.enabled, host=m.host, port=m.port,
+        client_id=m.client_id or f"edgeknn-{device}",
+        username=m.username or None, password=m.password or None,
+        keepalive=m.keepalive, base_topic=m.base_topic, max_queued=m.max_queued,
+        reconnect_min=m.reconnect_min, reconnect_max=m.reconnect_max,
+        tls=TlsSettings(enabled=m.tls.enabled, ca=m.tls.ca or None, certfile=m.tls.certfile or None,
+                        keyfile=m.tls.keyfile or None, insecure=m.tls.insecure),
+        qos=QosSettings(**{k: getattr(m.qos, k) for k in QosSettings.__dataclass_fields__}),
+    )
+
+
+def classifier_settings(config: Config) -> ClassifierSettings:
+    c = config.classifier
+    return ClassifierSettings(k=c.k, method=c.method, threshold=c.unknown_threshold)
+
+
+@dataclass
+class Health:
+    """What the state topic says, updated from several threads."""
+
+    camera: str = "starting"
+    backend: str = "cpu"
+    last_beat: float = field(default_factory=time.monotonic)
+
+    def beat(self) -> None:
+        self.last_beat = time.monotonic()
+
+
+class Daemon:
+    """The running application.  ``pin_factory`` and ``camera`` are injectable for tests."""
+
+    def __init__(self, config: Config, *, pin_factory: Any = None, camera: Any = None,
+                 config_path: Path | None = None, notifier: Notifier | None = None) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.stop_event = threading.Event()
+        self.reload_event = threading.Event()
+        self.notifier = notifier or Notifier()
+        self.health = Health()
+        self.slot = FrameSlot()
+        self.device = device_id(config)
+        self.topics = Topics.for_device(self.device, config.mqtt.base_topic or None)
+        self._pin_factory = pin_factory
+        self._camera_override = camera
+        self._closers: list[tuple[str, Any]] = []
+        self.started = time.monotonic()
+        self.mqtt: Any = None
+        self.panel: Any = None
+        self.processor: Processor | None = None
+        self.teacher: Teacher | None = None
+        self.engine: Engine | None = None
+        self.detection: DetectionStage | None = None
+        self._processing: threading.Thread | None = None
+
+    # ----- start -------------------------------------------------------------
+
+    def start(self) -> None:
+        cfg = self.config
+        store = Store.open(cfg.store.path)
+        self._closers.append(("store", store.close))
+        e = cfg.embedder
+        models_dir, mirror = cfg.models.dir, cfg.models.mirror or None
+        embedder = build_embedder(
+            e.model, edgetpu_model=e.edgetpu_model or None, embedding_tensor=e.embedding_tensor or None,
+            accelerator=e.accelerator, device=e.device, threads=e.threads, resize=e.resize,
+            models_dir=models_dir, mirror=mirror,
+        )
+        store.bind(embedder.info.fingerprint, embedder.info.dim)
+        self.health.backend = embedder.info.backend
+        log.info("embedder %s on %s (%d-d); store %s with %d examples",
+                 embedder.info.tensor, embedder.info.backend, embedder.info.dim, store.path, len(store))
+        self.engine = Engine(embedder, store, classifier_settings(cfg))
+
+        publisher = self._start_mqtt()
+        self.announcer = Announcer(publisher, self.topics, self.qos)
+
+        d = cfg.detector
+        if d.enabled:
+            detector = build_detector(
+                d.model, labels=d.labels or None, edgetpu_model=d.edgetpu_model or None,
+                accelerator=d.accelerator, device=d.device, threads=d.threads,
+                models_dir=models_dir, mirror=mirror, threshold=d.threshold,
+                max_detections=d.max_detections, allow=frozenset(d.allow) or None, resize=d.resize,
+            )
+            self.detection = DetectionStage(
+                detector, self.announcer, self.engine if d.classify_objects else None,
+                every_n_frames=d.every_n_frames, max_rate=d.max_rate,
+            )
+            log.info("detector %s on %s", detector.opened.path.name, detector.opened.backend)
+
+        self.teacher = Teacher(
+            self.engine, self.slot, on_change=self._classes_changed,
+            find_object=self.detection.largest_object if self.detection else None,
+            on_snapshot=self.announcer.snapshot, default_target=d.teach_target,
+        )
+        if self.mqtt is not None:
+            from edgeknn.mqtt.commands import handle_message
+
+            self.mqtt.on_command(lambda verb, payload: handle_message(verb, payload, self.teacher))
+            self.mqtt.start()
+
+        self._start_camera()
+        self._start_gpio()
+
+        hooks = [self._after_frame]
+        if self.detection:
+            hooks.append(self.detection.on_frame)
+        self.processor = Processor(
+            self.engine, smoothing=cfg.classifier.smoothing,
+            prediction_interval=cfg.pipeline.prediction_interval,
+            announce=self.announcer.prediction, after_frame=hooks,
+        )
+        self._processing = threading.Thread(target=self._process, name="processing", daemon=True)
+        self._processing.start()
+        self._announce_all()
+        self.notifier.ready(f"running on {self.health.backend}, {len(store)} examples")
+
+    @property
+    def qos(self) -> QosSettings:
+        return mqtt_settings(self.config, self.device).qos
+
+    def _start_mqtt(self) -> Any:
+        settings = mqtt_settings(self.config, self.device)
+        if not settings.enabled:
+            log.info("mqtt disabled: nothing is published")
+            return NullPublisher()
+        from edgeknn.mqtt.client import MqttClient
+
+        self.mqtt = MqttClient(settings, self.topics, on_connected=self._announce_all)
+        self._closers.append(("mqtt", lambda: self.mqtt.stop(timeout=2.0)))
+        return self.mqtt
+
+    def _start_camera(self) -> None:
+        """The camera behind a retrying wrapper: a failing camera is reopened with backoff
+        and reported on the state topic, never fatal.  Opening happens on the capture thread."""
+        assert self.engine is not None
+        c = self.config.camera
+        source = self._camera_override or make_camera(
+            c, self.engine.embedder.input_size, sleep=self.stop_event.wait
+        )
+        camera = RetryingCamera(source, stop=self.stop_event, on_state=self._camera_state,
+                                backoff=Backoff(c.retry_initial, c.retry_max))
+        capture = CaptureThread(camera, self.slot, self.stop_event)
+        self._closers.append(("camera", camera.close))
+        self._closers.append(("capture", lambda: capture.join(STOP_TIMEOUT) or log.error("capture did not stop")))
+        capture.start()
+
+    def _start_gpio(self) -> None:
+        g = self.config.gpio
+        if not g.enabled:
+            return
+        from edgeknn.gpio import ButtonPanel, ButtonSpec, ClearButtonSpec, PanelSettings, open_pin_factory
+
+        def pin(value: int | str) -> Any:
+            return None if value == "" else value
+
+        settings = PanelSettings(
+            buttons=tuple(ButtonSpec(b.pin, b.label, pin(b.led)) for b in g.buttons),
+            clear_button=ClearButtonSpec(g.clear_button.pin, g.clear_button.hold_time)
+            if g.clear_button.pin != "" else None,
+            status_led=pin(g.status_led), hold_time=g.hold_time, record_rate=g.record_rate,
+            bounce_time=g.bounce_time,
+        )
+        factory = self._pin_factory if self._pin_factory is not None else open_pin_factory(g.pin_factory)
+        assert self.teacher is not None
+        self.panel = ButtonPanel(settings, on_add=self.teacher.add_from_button,
+                                 on_clear=self.teacher.clear_from_button, pin_factory=factory)
+        self._closers.append(("gpio", self.panel.close))
+
+    # ----- running -------------------------------------------------------------
+
+    def _process(self) -> None:
+        assert self.processor is not None
+        try:
+            self.processor.run(self.slot, self.stop_event, self.health.beat)
+        except Exception:  # a bug: log it and stop, so systemd restarts us
+            log.exception("processing loop crashed")
+            self.stop_event.set()
+
+    def _after_frame(self, done: Processed) -> None:
+        if self.panel is not None:
+            p = done.prediction
+            self.panel.show_prediction(None if p.unknown else p.label)
+
+    def _classes_changed(self, counts: dict[str, int]) -> None:
+        self.announcer.classes(counts)
+        if self.processor is not None:
+            self.processor.reset()
+
+    def _camera_state(self, ok: bool, message: str) -> None:
+        self.health.camera = "ok" if ok else f"failed: {message}"
+        (log.info if ok else log.error)("camera: %s", message)
+        if hasattr(self, "announcer"):
+            self._announce_state()
+
+    def _announce_state(self) -> None:
+        reconnects = self.mqtt.reconnects if self.mqtt is not None else 0
+        self.announcer.state(DeviceState(self.health.camera, self.health.backend, reconnects))
+
+    def _announce_all(self) -> None:
+        """What a subscriber needs after we (re)connect: classes, state, stats."""
+        if self.engine is None or not hasattr(self, "announcer"):
+            return
+        self.announcer.classes(self.engine.store.counts())
+        self._announce_state()
+        self.announcer.stats(self.stats())
+
+    def stats(self) -> Stats:
+        assert self.engine is not None
+        timings = self.processor.timings if self.processor else None
+        return Stats(
+            fps=timings.fps() if timings else 0.0,
+            dropped_frames=self.slot.dropped,
+            inference_ms_p50=timings.percentile(50) if timings else 0.0,
+            inference_ms_p95=timings.percentile(95) if timings else 0.0,
+            backend=self.health.backend,
+            store_size=len(self.engine.store),
+            uptime_s=time.monotonic() - self.started,
+        )
+
+    def wait(self) -> None:
+        """Until stopped: stats on schedule, the watchdog fed while processing is alive."""
+        interval = self.config.pipeline.stats_interval
+        watchdog = self.notifier.watchdog_interval()
+        next_stats = time.monotonic() + interval
+        tick = min(1.0, watchdog or 1.0)
+        while not self.stop_event.wait(tick):
+            now = time.monotonic()
+            if watchdog and now - self.health.last_beat < 2 * watchdog:
+                self.notifier.watchdog()
+            if now >= next_stats:
+                self.announcer.stats(self.stats())
+                next_stats = now + interval
+            if self.reload_event.is_set():
+                self.reload_event.clear()
+                self.reload()
+            if self._processing is not None and not self._processing.is_alive():
+                log.info("processing ended; stopping")
+                break
+
+    def reload(self) -> None:
+        """SIGHUP: take what can change while running from the config file; log the rest."""
+        if self.config_path is None:
+            return
+        self.notifier.reloading()
+        try:
+            new = load_config(self.config_path)
+        except EdgeKnnError as exc:
+            log.error("reload refused, keeping the running config: %s", exc)
+            self.notifier.ready()
+            return
+        assert self.engine is not None and self.processor is not None
+        self.engine.classifier = classifier_settings(new)
+        self.processor = self.processor  # smoothing and interval below
+        self.processor._smoother.__init__(new.classifier.smoothing)  # type: ignore[misc]
+        self.processor._gate._interval = new.pipeline.prediction_interval
+        logging.getLogger().setLevel(new.logging.level.upper())
+        changed = [name for name in ("store", "models", "embedder", "camera", "mqtt", "gpio", "detector")
+                   if getattr(new, name) != getattr(self.config, name)]
+        if changed:
+            log.warning("reload: changes to [%s] take effect after a restart", "], [".join(changed))
+        self.config = new
+        log.info("reloaded %s", self.config_path)
+        self.notifier.ready()
+
+    # ----- stop ----------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop every part in reverse order; each gets a bounded time."""
+        self.stop_event.set()
+        self.notifier.stopping()
+        if self._processing is not None:
+            self._processing.join(STOP_TIMEOUT)
+            if self._processing.is_alive():
+                log.error("processing loop did not stop within %.0f s", STOP_TIMEOUT)
+        for name, close in reversed(self._closers):
+            try:
+                close()
+            except Exception:
+                log.exception("stopping %s failed", name)
+        self._closers.clear()
+
+
+def install_signal_handlers(daemon: Daemon) -> None:
+    """Handlers only set events; the main thread acts on them."""
+
+    def stop(signum: int, frame: object) -> None:
+        log.info("%s: stopping", signal.Signals(signum).name)
+        daemon.stop_event.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, lambda s, f: daemon.reload_event.set())
+
+
+def run(config_path: Path, *, log_level: str | None = None) -> int:
+    """The service: ``log_level`` (from --log-level) overrides the config's."""
+    config = load_config(config_path)
+    logging.getLogger().setLevel((log_level or config.logging.level).upper())
+    daemon = Daemon(config, config_path=config_path)
+    install_signal_handlers(daemon)
+    try:
+        daemon.start()
+        daemon.wait()
+    finally:
+        daemon.stop()
+    log.info("stopped")
+    return 0

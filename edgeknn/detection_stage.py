@@ -1,0 +1,92 @@
+"""The detector inside the processing loop: at its own rate, detect, classify, publish.
+
+It runs on every n-th processed frame and at most ``max_rate`` times a second,
+so it takes a bounded share of the loop and never starves the embedder.
+Frames with detections are published on ``<base>/detections``; when objects
+stop being seen, one message with an empty ``objects`` list says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from edgeknn.images import crop_region
+from edgeknn.results import Detection
+
+log = logging.getLogger(__name__)
+
+
+class RateGate:
+    """Every n-th call, and no more often than ``max_rate`` per second (0: no limit)."""
+
+    def __init__(self, every_n: int = 1, max_rate: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._every_n = every_n
+        self._period = 1.0 / max_rate if max_rate > 0 else 0.0
+        self._clock = clock
+        self._count = 0
+        self._last = float("-inf")
+
+    def due(self) -> bool:
+        self._count += 1
+        if (self._count - 1) % self._every_n:
+            return False
+        now = self._clock()
+        if now - self._last < self._period:
+            return False
+        self._last = now
+        return True
+
+
+def largest(detections: list[Detection]) -> Detection | None:
+    return max(detections, key=lambda d: d.box.area, default=None)
+
+
+class DetectionStage:
+    """``engine`` (teacher.Engine) is given when each object should be classified too."""
+
+    def __init__(self, detector: Any, announcer: Any, engine: Any = None, *,
+                 every_n_frames: int = 1, max_rate: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.detector = detector
+        self._announcer = announcer
+        self._engine = engine
+        self._gate = RateGate(every_n_frames, max_rate, clock)
+        self._saw_objects = False
+        self.runs = 0
+        self.seconds = 0.0
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        started = time.perf_counter()
+        found = self.detector.detect(image)
+        if self._engine is not None and self._engine.store.counts():
+            found = [self._classified(image, d) for d in found]
+        self.runs += 1
+        self.seconds += time.perf_counter() - started
+        return found
+
+    def _classified(self, image: np.ndarray, detection: Detection) -> Detection:
+        crop = crop_region(image, detection.box_px)
+        _, prediction = self._engine.embed_and_predict(crop)
+        return replace(detection, classification=prediction)
+
+    def on_frame(self, processed: Any) -> None:
+        """The processing loop's hook: detect when due, publish what changed."""
+        if not self._gate.due():
+            return
+        frame = processed.frame
+        found = self.detect(frame.image)
+        if found or self._saw_objects:
+            self._announcer.detections(found, frame)
+        self._saw_objects = bool(found)
+
+    def largest_object(self, image: np.ndarray) -> tuple[int, int, int, int] | None:
+        """The pixel box of the largest detected object, for teaching on crops."""
+        best = largest(self.detector.detect(image))
+        return best.box_px if best else None

@@ -1,0 +1,82 @@
+"""Open the embedder and the detector by manifest name (fetching on first use) or path.
+
+The command line and the daemon both build their models here, so a name in
+the config and on the command line mean the same thing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgeknn import models
+from edgeknn.embedder import Embedder, open_embedder
+
+
+def _variants(
+    name: str, edgetpu_model: str | None, accelerator: str, models_dir: Path | None, mirror: str | None
+) -> tuple[Path, Path | None, models.ModelInfo | None]:
+    """The CPU file, the Edge TPU file (only if it may be used) and the manifest entry."""
+    manifest = models.load_manifest()
+    if name in manifest and not models.looks_like_path(name):
+        cpu, tpu = models.resolve_variants(manifest[name])
+        cpu_path = models.ensure_model(cpu.name, models_dir, mirror=mirror)
+        tpu_name = edgetpu_model or (tpu.name if tpu else None)
+        info = cpu
+    else:
+        cpu_path = models.ensure_model(name, models_dir, mirror=mirror)
+        tpu_name, info = edgetpu_model, None
+    tpu_path = None
+    if tpu_name and accelerator != "cpu":
+        tpu_path = models.ensure_model(tpu_name, models_dir, mirror=mirror)
+    return cpu_path, tpu_path, info
+
+
+def build_embedder(
+    model: str | None = None,
+    *,
+    edgetpu_model: str | None = None,
+    embedding_tensor: str | None = None,
+    accelerator: str = "auto",
+    device: str | None = None,
+    threads: int = 0,
+    resize: str = "center-crop",
+    models_dir: Path | None = None,
+    mirror: str | None = None,
+) -> Embedder:
+    name = model or models.default_model("embedder").name
+    cpu_path, tpu_path, info = _variants(name, edgetpu_model, accelerator, models_dir, mirror)
+    tensor = embedding_tensor or (info.embedding_tensor if info else None)
+    return open_embedder(
+        cpu_path, edgetpu_model=tpu_path, embedding_tensor=tensor, accelerator=accelerator,
+        device=device or None, threads=threads or None, resize=resize,
+    )
+
+
+def build_detector(
+    model: str | None = None,
+    *,
+    labels: str | None = None,
+    edgetpu_model: str | None = None,
+    accelerator: str = "auto",
+    device: str | None = None,
+    threads: int = 0,
+    models_dir: Path | None = None,
+    mirror: str | None = None,
+    **options: Any,
+) -> Any:
+    """A detector.Detector; ``options`` (threshold, max_detections, allow, resize) go to it."""
+    from edgeknn.detector import open_detector
+
+    name = model or models.default_model("detector").name
+    cpu_path, tpu_path, info = _variants(name, edgetpu_model, accelerator, models_dir, mirror)
+    label_name = labels or (info.labels if info else None)
+    if not label_name:
+        from edgeknn.errors import DetectorError
+
+        raise DetectorError(f"detector {name}: no label file given and none in the manifest")
+    label_path = models.ensure_model(label_name, models_dir, mirror=mirror)
+    return open_detector(
+        cpu_path, label_path, edgetpu_model=tpu_path, accelerator=accelerator,
+        device=device or None, threads=threads or None, **options,
+    )

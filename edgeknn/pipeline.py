@@ -1,0 +1,224 @@
+"""The frame pipeline: capture apart from inference, newest frame only.
+
+    camera --(capture thread)--> FrameSlot --(processing loop)--> embed, predict,
+    smooth, publish; detect at its own rate
+
+The slot holds one frame: a frame not taken before the next arrives is
+dropped and counted, so a slow model never builds a queue and the published
+prediction is always about the present.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from edgeknn.cameras.base import EndOfStream
+from edgeknn.classify import Smoother
+from edgeknn.errors import EdgeKnnError
+from edgeknn.results import Frame, Prediction
+
+log = logging.getLogger(__name__)
+
+
+class FrameSlot:
+    """The newest frame, with a count of frames dropped because a newer one came first."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._frame: Frame | None = None
+        self._taken_index = -1
+        self.captured = 0
+        self.dropped = 0
+        self.ended = False
+
+    def put(self, frame: Frame) -> None:
+        with self._cond:
+            if self._frame is not None and self._frame.index > self._taken_index:
+                self.dropped += 1
+            self._frame = frame
+            self.captured += 1
+            self._cond.notify_all()
+
+    def end(self) -> None:
+        """The source has no more frames (a replay that does not loop)."""
+        with self._cond:
+            self.ended = True
+            self._cond.notify_all()
+
+    def take(self, timeout: float) -> Frame | None:
+        """The newest frame not yet taken, waiting up to ``timeout``; None if none came."""
+        with self._cond:
+            ready = self._cond.wait_for(
+                lambda: self.ended or (self._frame is not None and self._frame.index > self._taken_index),
+                timeout,
+            )
+            if not ready or self._frame is None or self._frame.index <= self._taken_index:
+                return None
+            self._taken_index = self._frame.index
+            return self._frame
+
+    def newer_than(self, index: int, timeout: float) -> Frame | None:
+        """The newest frame with a higher index than ``index`` (without taking it)."""
+        with self._cond:
+            self._cond.wait_for(
+                lambda: self.ended or (self._frame is not None and self._frame.index > index), timeout
+            )
+            frame = self._frame
+            return frame if frame is not None and frame.index > index else None
+
+    @property
+    def latest(self) -> Frame | None:
+        with self._cond:
+            return self._frame
+
+
+class CaptureThread:
+    """Reads a camera into the slot until stopped (or the replay ends)."""
+
+    def __init__(self, camera, slot: FrameSlot, stop: threading.Event) -> None:
+        self._camera = camera
+        self._slot = slot
+        self._stop = stop
+        self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        index = 0
+        try:
+            while not self._stop.is_set():
+                try:
+                    image = self._camera.read()
+                except EndOfStream:
+                    log.info("camera: end of stream after %d frames", index)
+                    break
+                if image is None:  # the retrying camera was stopped
+                    continue
+                self._slot.put(Frame(image, index, time.monotonic(), time.time()))
+                index += 1
+        finally:
+            self._slot.end()
+
+    def join(self, timeout: float) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+
+class PublishGate:
+    """Publish when the smoothed label changes, else at most every ``interval`` s (0: always)."""
+
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = interval
+        self._clock = clock
+        self._last_label: object = object()  # differs from every label, None included
+        self._last_time = float("-inf")
+
+    def should_publish(self, label: str | None) -> bool:
+        now = self._clock()
+        if label != self._last_label or self._interval == 0 or now - self._last_time >= self._interval:
+            self._last_label, self._last_time = label, now
+            return True
+        return False
+
+
+class Timings:
+    """Recent inference times and processed-frame times, for the stats topic."""
+
+    def __init__(self, window: int = 300) -> None:
+        self._inference_ms: deque[float] = deque(maxlen=window)
+        self._done: deque[float] = deque(maxlen=window)
+
+    def record(self, inference_ms: float, at: float) -> None:
+        self._inference_ms.append(inference_ms)
+        self._done.append(at)
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(self._inference_ms, q)) if self._inference_ms else 0.0
+
+    def fps(self) -> float:
+        if len(self._done) < 2:
+            return 0.0
+        span = self._done[-1] - self._done[0]
+        return (len(self._done) - 1) / span if span > 0 else 0.0
+
+
+def smoothed(raw: Prediction, label: str | None) -> Prediction:
+    """The prediction to publish: the smoothed label, its share in this frame's scores."""
+    if label is None:
+        return replace(raw, unknown=True)
+    return replace(raw, label=label, unknown=False, confidence=raw.scores.get(label, 0.0))
+
+
+@dataclass(frozen=True)
+class Processed:
+    """What one processing step made of a frame."""
+
+    frame: Frame
+    embedding: np.ndarray
+    prediction: Prediction  # after smoothing
+    published: bool
+
+
+class Processor:
+    """Embeds, predicts, smooths and publishes one frame at a time.
+
+    ``engine`` is the shared embedder/store access (see teacher.Engine);
+    ``announce`` publishes a prediction; ``after_frame`` hooks (detector, LEDs)
+    get every processed frame.
+    """
+
+    def __init__(self, engine, *, smoothing: int, prediction_interval: float,
+                 announce: Callable[[Prediction, Frame, float], None],
+                 after_frame: list[Callable[[Processed], None]] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._engine = engine
+        self._smoother = Smoother(smoothing)
+        self._gate = PublishGate(prediction_interval, clock)
+        self._announce = announce
+        self._after = after_frame or []
+        self._clock = clock
+        self.timings = Timings()
+        self.processed = 0
+
+    def process(self, frame: Frame) -> Processed:
+        started = self._clock()
+        embedding, raw = self._engine.embed_and_predict(frame.image)
+        self.timings.record((self._clock() - started) * 1e3, self._clock())
+        label = None if raw.unknown or raw.label is None else raw.label
+        shown = smoothed(raw, self._smoother.push(label))
+        published = self._gate.should_publish(None if shown.unknown else shown.label)
+        if published:
+            self._announce(shown, frame, (self._clock() - frame.captured) * 1e3)
+        done = Processed(frame, embedding, shown, published)
+        self.processed += 1
+        for hook in self._after:
+            hook(done)
+        return done
+
+    def reset(self) -> None:
+        """Forget the smoothing history (after the store changed under it)."""
+        self._smoother.reset()
+
+    def run(self, slot: FrameSlot, stop: threading.Event, heartbeat: Callable[[], None]) -> None:
+        """Process frames until ``stop`` is set or the source ends; ``heartbeat`` feeds the watchdog."""
+        while not stop.is_set():
+            heartbeat()
+            frame = slot.take(timeout=0.5)
+            if frame is None:
+                if slot.ended:
+                    log.info("pipeline: the camera has no more frames")
+                    return
+                continue
+            try:
+                self.process(frame)
+            except EdgeKnnError as exc:
+                # A bad frame or a refused store operation is reported, not fatal.
+                log.error("frame %d: %s", frame.index, exc)
