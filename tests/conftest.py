@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("EDGEKNN_SHARED", ROOT.parent / "shared")).resolve()
 MODELS = SHARED / "models"
 IMAGES = SHARED / "data" / "images"
 DATASETS = SHARED / "data" / "datasets"
+TIMEOUT = 10.0
 
 
 @pytest.fixture(autouse=True)
@@ -58,7 +66,7 @@ class Mosquitto:
                 return
             except OSError:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"mosquitto exited: {self.proc.stderr.read().decode()}")
+                    raise RuntimeError(f"mosquitto exited: {self.proc.stderr.read().decode()}") from None
                 time.sleep(0.05)
         raise RuntimeError("mosquitto did not start listening within 10 s")
 
@@ -79,3 +87,76 @@ def mosquitto(tmp_path):
     broker.start()
     yield broker
     broker.stop()
+
+
+def wait_until(condition: Callable[[], object], timeout: float = TIMEOUT, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or condition}")
+        time.sleep(0.02)
+
+
+@dataclass(frozen=True)
+class Seen:
+    topic: str
+    payload: bytes
+    retain: bool
+    correlation: bytes | None
+
+    def json(self) -> dict:
+        return json.loads(self.payload)
+
+
+class Listener:
+    """A plain MQTT v5 client that records what it receives (the test's eyes and hands)."""
+
+    def __init__(self, host: str, port: int, topic: str = "#") -> None:
+        self.seen: list[Seen] = []
+        self._lock = threading.Lock()
+        subscribed = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *args: subscribed.set()
+        self.client.connect(host, port)
+        self.client.loop_start()
+        self.client.subscribe(topic, qos=1)
+        assert subscribed.wait(TIMEOUT), "the listener could not subscribe"
+
+    def _on_message(self, client, userdata, message) -> None:
+        correlation = getattr(message.properties, "CorrelationData", None)
+        with self._lock:
+            self.seen.append(Seen(message.topic, bytes(message.payload), bool(message.retain),
+                                  correlation))
+
+    def on(self, topic: str) -> list[Seen]:
+        with self._lock:
+            return [m for m in self.seen if m.topic == topic]
+
+    def wait_for(self, topic: str, payload: bytes | None = None, count: int = 1) -> list[Seen]:
+        def matching() -> list[Seen]:
+            return [m for m in self.on(topic) if payload is None or m.payload == payload]
+        wait_until(lambda: len(matching()) >= count, what=f"{count} x {topic} {payload!r}")
+        return matching()
+
+    def send(self, topic: str, payload: bytes, retain: bool = False,
+             properties: Properties | None = None) -> None:
+        self.client.publish(topic, payload, qos=1, retain=retain,
+                            properties=properties).wait_for_publish(TIMEOUT)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def listen(mosquitto):
+    """Make MQTT listeners on the test broker; all are closed after the test."""
+    opened: list[Listener] = []
+
+    def make(topic: str = "#") -> Listener:
+        opened.append(Listener(mosquitto.host, mosquitto.port, topic))
+        return opened[-1]
+    yield make
+    for listener in opened:
+        listener.close()

@@ -9,13 +9,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
+from conftest import TIMEOUT, wait_until
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -27,73 +24,12 @@ from edgeknn.mqtt.topics import Topics
 
 ROOT = Path(__file__).resolve().parent.parent
 TOPICS = Topics("test/dev")
-TIMEOUT = 10.0
 
 
 def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_until(condition: Callable[[], object], timeout: float = TIMEOUT, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or condition}")
-        time.sleep(0.02)
-
-
-@dataclass(frozen=True)
-class Seen:
-    topic: str
-    payload: bytes
-    retain: bool
-    correlation: bytes | None
-
-    def json(self) -> dict:
-        return json.loads(self.payload)
-
-
-class Listener:
-    """A plain MQTT v5 client that records what it receives (the test's eyes and hands)."""
-
-    def __init__(self, host: str, port: int, topic: str = "#") -> None:
-        self.seen: list[Seen] = []
-        self._lock = threading.Lock()
-        subscribed = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = lambda *args: subscribed.set()
-        self.client.connect(host, port)
-        self.client.loop_start()
-        self.client.subscribe(topic, qos=1)
-        assert subscribed.wait(TIMEOUT), "the listener could not subscribe"
-
-    def _on_message(self, client, userdata, message) -> None:
-        correlation = getattr(message.properties, "CorrelationData", None)
-        with self._lock:
-            self.seen.append(Seen(message.topic, bytes(message.payload), bool(message.retain),
-                                  correlation))
-
-    def on(self, topic: str) -> list[Seen]:
-        with self._lock:
-            return [m for m in self.seen if m.topic == topic]
-
-    def wait_for(self, topic: str, payload: bytes | None = None, count: int = 1) -> list[Seen]:
-        def matching() -> list[Seen]:
-            return [m for m in self.on(topic) if payload is None or m.payload == payload]
-        wait_until(lambda: len(matching()) >= count, what=f"{count} x {topic} {payload!r}")
-        return matching()
-
-    def send(self, topic: str, payload: bytes, retain: bool = False,
-             properties: Properties | None = None) -> None:
-        self.client.publish(topic, payload, qos=1, retain=retain,
-                            properties=properties).wait_for_publish(TIMEOUT)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 class Store:
@@ -130,35 +66,9 @@ class Store:
         return {"bytes": 0}
 
 
-def stop_broker(mosquitto) -> None:
-    # conftest's Mosquitto.stop() drops the Popen with its stderr pipe open, which
-    # pytest reports as an unraisable ResourceWarning; close the pipe ourselves.
-    proc = mosquitto.proc
-    mosquitto.stop()
-    if proc is not None and proc.stderr is not None:
-        proc.stderr.close()
-
-
 @pytest.fixture
-def broker(mosquitto):
-    yield mosquitto
-    stop_broker(mosquitto)
-
-
-@pytest.fixture
-def listen(broker):
-    opened: list[Listener] = []
-
-    def make(topic: str = "#") -> Listener:
-        opened.append(Listener(broker.host, broker.port, topic))
-        return opened[-1]
-    yield make
-    for listener in opened:
-        listener.close()
-
-
-@pytest.fixture
-def make_client(broker):
+def make_client(mosquitto):
+    broker = mosquitto
     started: list[MqttClient] = []
 
     def make(store: Store | None = None, port: int | None = None, **options) -> MqttClient:
@@ -204,13 +114,15 @@ import sys, time
 from edgeknn.mqtt import MqttSettings
 from edgeknn.mqtt.client import MqttClient
 from edgeknn.mqtt.topics import Topics
+from conftest import TIMEOUT, Listener, wait_until
 client = MqttClient(MqttSettings(host=sys.argv[1], port=int(sys.argv[2])), Topics("test/dev"))
 client.start()
 time.sleep(60)
 """
 
 
-def test_the_broker_announces_offline_when_the_process_dies(broker, listen):
+def test_the_broker_announces_offline_when_the_process_dies(mosquitto, listen):
+    broker = mosquitto
     watcher = listen(TOPICS.status)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-c", LONE_CLIENT, broker.host, str(broker.port)],
@@ -357,7 +269,8 @@ def test_the_outbox_drops_the_oldest_non_retained_and_keeps_one_retained_per_top
 
 
 def test_after_a_broker_restart_it_reconnects_reannounces_and_delivers_the_backlog(
-        broker, make_client, listen):
+        mosquitto, make_client, listen):
+    broker = mosquitto
     store = Store()
     hooks: list[float] = []
     watcher_ready = threading.Event()
@@ -372,7 +285,7 @@ def test_after_a_broker_restart_it_reconnects_reannounces_and_delivers_the_backl
     connected(client)
     assert len(hooks) == 1 and client.reconnects == 0
 
-    stop_broker(broker)
+    broker.stop()
     wait_until(lambda: not client.is_connected, what="the client to notice the broker left")
     store.counts["dog"] = 1
     client.publish(TOPICS.classes, b'{"stale": 1}', qos=1, retain=True)

@@ -1,0 +1,342 @@
+"""The daemon end to end: scripted camera -> real embedder -> store -> real mosquitto.
+
+The test is an MQTT subscriber and presses buttons on gpiozero's MockFactory pins.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+from conftest import IMAGES, MODELS, wait_until
+from gpiozero.pins.mock import MockFactory
+
+from edgeknn.cameras.base import Pacer
+from edgeknn.config import parse_config
+from edgeknn.daemon import Daemon
+from edgeknn.images import load_image
+
+CAT = [IMAGES / "imprinting" / f for f in ("cat_train_0.bmp", "cat_test_0.bmp")] + [IMAGES / "cat.bmp"]
+DOG = [IMAGES / "imprinting" / f for f in ("dog_train_0.bmp", "dog_test_0.bmp")]
+CAT_PIN, DOG_PIN, CLEAR_PIN = 17, 27, 22
+
+
+class ScriptedCamera:
+    """Plays the A frames in a loop until ``switch()``, then the B frames in a loop.
+
+    ``switched_at`` is the index of the first B frame (frames are numbered from 0
+    in the order they are read)."""
+
+    name = "scripted camera"
+
+    def __init__(self, a, b, fps: float = 20.0) -> None:
+        self._a = [load_image(p) for p in a]
+        self._b = [load_image(p) for p in b]
+        self._pacer = Pacer(fps)
+        self._switch = threading.Event()
+        self.reads = 0
+        self.switched_at: int | None = None
+
+    def open(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def switch(self) -> None:
+        self._switch.set()
+
+    def read(self) -> np.ndarray:
+        self._pacer.wait()
+        if self._switch.is_set():
+            if self.switched_at is None:
+                self.switched_at = self.reads
+            frames = self._b
+        else:
+            frames = self._a
+        image = frames[self.reads % len(frames)]
+        self.reads += 1
+        return image
+
+
+def make_config(tmp_path, mosquitto, **sections):
+    data = {
+        "device_id": "testpi",
+        "store": {"path": str(tmp_path / "store.db")},
+        "models": {"dir": str(tmp_path / "models"), "mirror": str(MODELS)},
+        "embedder": {"threads": 1},
+        "classifier": {"smoothing": 3},
+        "pipeline": {"prediction_interval": 0, "stats_interval": 1},
+        "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "keepalive": 5,
+                 "reconnect_min": 0.2, "reconnect_max": 1.0},
+        "gpio": {"enabled": True, "hold_time": 5.0, "buttons": [
+            {"pin": CAT_PIN, "label": "cat"}, {"pin": DOG_PIN, "label": "dog"}],
+            "clear_button": {"pin": CLEAR_PIN, "hold_time": 0.5}},
+    }
+    for key, value in sections.items():
+        data[key] = {**data.get(key, {}), **value}
+    return parse_config(data, "test config")
+
+
+@pytest.fixture
+def running(tmp_path, mosquitto):
+    """Start a daemon with a scripted camera and mock pins; stop it afterwards."""
+    started: list[Daemon] = []
+
+    def start(camera, **sections):
+        factory = MockFactory()
+        daemon = Daemon(make_config(tmp_path, mosquitto, **sections), camera=camera, pin_factory=factory)
+        started.append(daemon)
+        daemon.start()
+        daemon.factory = factory
+        # the main loop (stats, watchdog, reload), which the service runs on its main thread
+        daemon.main_loop = threading.Thread(target=daemon.wait, daemon=True)
+        daemon.main_loop.start()
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.stop()
+        daemon.main_loop.join(5)
+
+
+def press(factory, pin):
+    factory.pin(pin).drive_low()
+    time.sleep(0.05)
+    factory.pin(pin).drive_high()
+
+
+def predictions(listener):
+    return [m.json() for m in listener.on("edgeknn/testpi/prediction")]
+
+
+def replies(listener):
+    return [m.json() for m in listener.on("edgeknn/testpi/cmd/result")]
+
+
+def command(listener, verb, body):
+    listener.send(f"edgeknn/testpi/cmd/{verb}", json.dumps(body).encode())
+
+
+def reply_to(listener, request_id):
+    wait_until(lambda: any(r.get("id") == request_id for r in replies(listener)), what=f"reply {request_id}")
+    [reply] = [r for r in replies(listener) if r.get("id") == request_id]
+    return reply
+
+
+def latest_classes(listener):
+    return listener.on("edgeknn/testpi/classes")[-1].json()
+
+
+def test_taught_by_button_and_mqtt_it_sees_the_switch_from_cat_to_dog(running, listen):
+    watch = listen("edgeknn/testpi/#")
+    camera = ScriptedCamera(CAT, DOG)
+    daemon = running(camera)
+    watch.wait_for("edgeknn/testpi/status", b"online")
+    wait_until(lambda: len(predictions(watch)) >= 3, what="predictions from an empty store")
+    assert predictions(watch)[-1]["label"] is None
+
+    press(daemon.factory, CAT_PIN)  # teach the cat on the camera now
+    wait_until(lambda: latest_classes(watch) == {"cat": 1}, what="classes {cat: 1}")
+    dog_jpeg = base64.b64encode((IMAGES / "imprinting" / "dog_train_0.bmp").read_bytes()).decode()
+    command(watch, "add", {"id": "teach-dog", "label": "dog", "image": dog_jpeg})
+    reply = reply_to(watch, "teach-dog")
+    assert reply["ok"] is True and reply["counts"] == {"cat": 1, "dog": 1}
+    wait_until(lambda: latest_classes(watch) == {"cat": 1, "dog": 1}, what="classes with dog")
+
+    # cat frames keep being called cat now that two classes exist
+    seen = len(predictions(watch))
+    wait_until(lambda: len(predictions(watch)) >= seen + 5, what="more predictions")
+    assert {p["label"] for p in predictions(watch)[seen:]} == {"cat"}
+
+    camera.switch()
+    wait_until(lambda: predictions(watch)[-1]["label"] == "dog", what="the prediction to switch to dog")
+    first_dog = next(p["frame"] for p in predictions(watch) if p["label"] == "dog")
+    assert camera.switched_at <= first_dog <= camera.switched_at + 4  # smoothing over 3
+    last = predictions(watch)[-1]
+    assert last["unknown"] is False and 0 < last["confidence"] <= 1
+    assert set(last["scores"]) == {"cat", "dog"} and last["neighbors"][0]["label"] == "dog"
+    assert last["ts"].endswith("Z") and last["latency_ms"] >= 0
+
+    # exactly one reply per command
+    assert len([r for r in replies(watch) if r.get("id") == "teach-dog"]) == 1
+
+
+def test_a_hold_records_until_release_and_the_clear_button_forgets_all(running, listen):
+    watch = listen("edgeknn/testpi/#")
+    daemon = running(ScriptedCamera(CAT, DOG), gpio={"hold_time": 0.3, "record_rate": 10.0})
+    watch.wait_for("edgeknn/testpi/status", b"online")
+    wait_until(lambda: daemon.slot.latest is not None, what="a first frame")
+    pin = daemon.factory.pin(CAT_PIN)
+    pin.drive_low()
+    wait_until(lambda: len(daemon.engine.store) >= 4, what="recording while held")
+    pin.drive_high()
+    time.sleep(0.5)
+    after_release = len(daemon.engine.store)
+    time.sleep(0.5)
+    assert len(daemon.engine.store) == after_release  # recording stopped on release
+
+    clear = daemon.factory.pin(CLEAR_PIN)
+    press(daemon.factory, CLEAR_PIN)  # a short press does nothing
+    time.sleep(0.3)
+    assert len(daemon.engine.store) == after_release
+    clear.drive_low()
+    wait_until(lambda: len(daemon.engine.store) == 0, what="the clear button held")
+    clear.drive_high()
+    wait_until(lambda: latest_classes(watch) == {}, what="empty classes published")
+
+
+def test_bad_commands_get_one_error_reply_each_and_the_daemon_keeps_going(running, listen):
+    watch = listen("edgeknn/testpi/#")
+    running(ScriptedCamera(CAT, DOG))
+    watch.wait_for("edgeknn/testpi/status", b"online")
+    bad = {
+        "json": (b"{not json", "JSON"),
+        "types": (json.dumps({"id": "types", "label": 5}).encode(), "label"),
+        "slash": (json.dumps({"id": "slash", "label": "a/b"}).encode(), "label"),
+        "long": (json.dumps({"id": "long", "label": "x" * 65}).encode(), "label"),
+        "image": (json.dumps({"id": "image", "label": "a", "image": base64.b64encode(b"nope").decode()}).encode(),
+                  "image"),
+        "remove": (json.dumps({"id": "remove", "label": "ghost"}).encode(), "ghost"),
+        "clear": (json.dumps({"id": "clear"}).encode(), "confirm"),
+    }
+    verbs = {"remove": "remove", "clear": "clear"}
+    for key, (payload, _) in bad.items():
+        watch.send(f"edgeknn/testpi/cmd/{verbs.get(key, 'add')}", payload)
+    watch.send("edgeknn/testpi/cmd/explode", b'{"id": "verb"}')
+    watch.send("edgeknn/testpi/cmd/add", b"x" * (10 * 1024 * 1024))
+    wait_until(lambda: len(replies(watch)) >= len(bad) + 2, timeout=20, what="a reply to every bad command")
+    got = replies(watch)
+    assert all(r["ok"] is False and r["error"] for r in got)
+    by_id = {r["id"]: r for r in got if r.get("id")}
+    for key, (_, word) in bad.items():
+        if key != "json":
+            assert word.lower() in by_id[key]["error"].lower(), (key, by_id[key])
+    assert "explode" in by_id["verb"]["error"]
+    assert any("limit" in r["error"] or "bytes" in r["error"] for r in got if r.get("id") is None)
+    # still alive and obedient
+    command(watch, "add", {"id": "good", "label": "cat"})
+    assert reply_to(watch, "good")["ok"] is True
+    assert len(replies(watch)) == len(got) + 1
+
+
+def test_a_broker_outage_loses_nothing_and_the_daemon_comes_back(running, listen, mosquitto):
+    daemon = running(ScriptedCamera(CAT, DOG))
+    watch = listen("edgeknn/testpi/#")
+    watch.wait_for("edgeknn/testpi/status", b"online")
+    wait_until(lambda: daemon.slot.latest is not None, what="a first frame")
+    press(daemon.factory, CAT_PIN)
+    wait_until(lambda: len(daemon.engine.store) == 1, what="one example")
+    watch.close()
+
+    mosquitto.stop()
+    time.sleep(1)
+    press(daemon.factory, DOG_PIN)  # it keeps learning while the broker is down
+    wait_until(lambda: len(daemon.engine.store) == 2, what="an example taught offline")
+    time.sleep(9)
+    mosquitto.start()
+
+    again = listen("edgeknn/testpi/#")
+    wait_until(lambda: daemon.mqtt.is_connected, timeout=20, what="the daemon to reconnect")
+    again.wait_for("edgeknn/testpi/status", b"online")
+    wait_until(lambda: again.on("edgeknn/testpi/classes")
+               and latest_classes(again) == {"cat": 1, "dog": 1}, what="classes re-announced")
+    command(again, "rename", {"id": "after", "from": "dog", "to": "puppy"})  # still subscribed
+    assert reply_to(again, "after")["ok"] is True
+    assert daemon.engine.store.counts() == {"cat": 1, "puppy": 1}
+
+
+def test_snapshot_publishes_the_current_frame_as_jpeg(running, listen):
+    watch = listen("edgeknn/testpi/#")
+    daemon = running(ScriptedCamera(CAT, DOG))
+    watch.wait_for("edgeknn/testpi/status", b"online")
+    wait_until(lambda: daemon.slot.latest is not None, what="a first frame")
+    command(watch, "snapshot", {"id": "snap"})
+    assert reply_to(watch, "snap")["ok"] is True
+    [jpeg] = watch.wait_for("edgeknn/testpi/snapshot")
+    assert jpeg.payload[:3] == b"\xff\xd8\xff"
+
+
+def test_stats_say_backend_rate_and_store_size(running, listen):
+    watch = listen("edgeknn/testpi/#")
+    running(ScriptedCamera(CAT, DOG))
+    wait_until(lambda: any(m.json()["fps"] > 0 for m in watch.on("edgeknn/testpi/stats")),
+               what="stats with a frame rate")
+    stats = watch.on("edgeknn/testpi/stats")[-1].json()
+    assert stats["backend"] == "cpu" and stats["store_size"] == 0 and stats["uptime_s"] > 0
+    assert {"dropped_frames", "inference_ms_p50", "inference_ms_p95"} <= stats.keys()
+
+
+def write_config(path, tmp_path, mosquitto, extra=""):
+    path.write_text(f"""
+device_id = "testpi"
+[store]
+path = "{tmp_path / 'store.db'}"
+[models]
+dir = "{tmp_path / 'models'}"
+mirror = "{MODELS}"
+[camera]
+source = "synthetic"
+fps = 15
+[mqtt]
+host = "{mosquitto.host}"
+port = {mosquitto.port}
+[logging]
+level = "info"
+{extra}
+""")
+
+
+def test_the_service_stops_on_sigterm_within_5_s_and_says_offline(tmp_path, mosquitto, listen):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    config = tmp_path / "config.toml"
+    write_config(config, tmp_path, mosquitto)
+    watch = listen("edgeknn/testpi/#")
+    proc = subprocess.Popen([sys.executable, "-m", "edgeknn", "run", "--config", str(config)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        watch.wait_for("edgeknn/testpi/status", b"online")
+        wait_until(lambda: len(predictions(watch)) >= 2, what="predictions from the service")
+
+        write_config(config, tmp_path, mosquitto, "[classifier]\nk = 5\n[pipeline]\nprediction_interval = 2.0\n")
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(1.0)
+        seen = len(predictions(watch))
+        time.sleep(1.5)
+        assert len(predictions(watch)) - seen <= 2  # the new interval took effect
+
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=5) == 0
+        assert time.monotonic() - started < 5
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log = proc.stderr.read()
+        proc.stderr.close()
+    assert watch.on("edgeknn/testpi/status")[-1].payload == b"offline"
+    assert "reloaded" in log
+    assert "Traceback" not in log
+
+
+def test_a_bad_config_stops_start_up_with_one_line_naming_the_key(tmp_path, mosquitto):
+    import subprocess
+    import sys
+
+    config = tmp_path / "config.toml"
+    write_config(config, tmp_path, mosquitto, "[classifier]\nk = 0\n")
+    result = subprocess.run([sys.executable, "-m", "edgeknn", "run", "--config", str(config)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("edgeknn: error:")]
+    assert len(errors) == 1 and "classifier.k" in errors[0]
