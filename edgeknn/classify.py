@@ -75,6 +75,8 @@ def balanced_scores(
     grouping: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Per class: mean similarity of its own min(k, size) nearest examples."""
+    if len(sims) <= SMALL_STORE:
+        return _balanced_sorted(sims, codes, n_classes, k)
     if grouping is None:
         order = np.argsort(codes, kind="stable")
         grouping = order, np.searchsorted(codes[order], np.arange(n_classes + 1))
@@ -87,6 +89,25 @@ def balanced_scores(
             m = min(k, len(seg))
             scores[c] = np.partition(seg, len(seg) - m)[len(seg) - m :].mean()
     return scores
+
+
+# Up to this many examples one sort beats a loop over the classes (the per-frame
+# cost that matters for a freshly taught store); above it, the loop over the
+# cached class grouping does less work.
+SMALL_STORE = 2048
+
+
+def _balanced_sorted(sims: np.ndarray, codes: np.ndarray, n_classes: int, k: int) -> np.ndarray:
+    """The same as the loop, with one lexsort: rank each example within its class."""
+    order = np.lexsort((-sims, codes))
+    sorted_codes = codes[order]
+    starts = np.searchsorted(sorted_codes, np.arange(n_classes))
+    rank = np.arange(len(order)) - starts[sorted_codes]
+    top = rank < k
+    sums = np.bincount(sorted_codes[top], weights=sims[order][top], minlength=n_classes)
+    counts = np.bincount(sorted_codes[top], minlength=n_classes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), -np.inf)
 
 
 def ncm_scores(class_sums: np.ndarray, query: np.ndarray) -> np.ndarray:

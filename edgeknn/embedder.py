@@ -40,11 +40,9 @@ def quantize_input(image: np.ndarray, dtype: type, scale: float, zero_point: int
     """Map uint8 pixels to a model's input type (pure; shared by embedder and detector)."""
     if dtype == np.float32:
         return ((image.astype(np.float32) - INPUT_MEAN) / INPUT_STD)[None]
-    if scale and abs(scale * INPUT_STD - 1) < 1e-2 and abs(zero_point - INPUT_MEAN) <= 1:
-        # (q - zp) * scale == (p - 127.5) / 127.5 for q == p, near enough.
-        return image.astype(dtype)[None]
-    if not scale:
-        return image.astype(dtype)[None]
+    if not scale or (abs(scale * INPUT_STD - 1) < 1e-2 and abs(zero_point - INPUT_MEAN) <= 1):
+        # (q - zp) * scale == (p - 127.5) / 127.5 for q == p, near enough: raw pixels.
+        return image.astype(dtype, copy=False)[None]
     real = (image.astype(np.float32) - INPUT_MEAN) / INPUT_STD
     info = np.iinfo(dtype)
     q = np.clip(np.round(real / scale + zero_point), info.min, info.max)

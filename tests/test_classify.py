@@ -91,3 +91,17 @@ def test_smoother_takes_the_majority_of_the_last_n():
 def test_smoother_of_one_follows_every_frame():
     s = Smoother(1)
     assert [s.push(x) for x in ["a", "b", "a"]] == ["a", "b", "a"]
+
+
+def test_balanced_scores_agree_for_small_and_large_stores(monkeypatch):
+    import edgeknn.classify as classify_module
+
+    rng = np.random.default_rng(3)
+    sims = rng.random(500).astype(np.float32)
+    codes = rng.integers(0, 7, 500).astype(np.int32)
+    codes[codes == 5] = 6  # a class with no examples
+    small = classify_module.balanced_scores(sims, codes, 8, 3)
+    monkeypatch.setattr(classify_module, "SMALL_STORE", 0)
+    large = classify_module.balanced_scores(sims, codes, 8, 3)
+    assert np.allclose(small[np.isfinite(small)], large[np.isfinite(large)])
+    assert np.isinf(small[5]) and np.isinf(large[5]) and np.isinf(small[7])

@@ -44,8 +44,10 @@ class ReplayCamera:
 
     def __init__(
         self, source: Path | str | Sequence[Path], *, fps: float = 0.0, loop: bool = True,
-        clock: Clock = time.monotonic, sleep: Sleep = time.sleep,
+        clock: Clock = time.monotonic, sleep: Sleep = time.sleep, preload: bool = False,
     ) -> None:
+        """``preload`` decodes every image once at open and replays them from memory
+        (for benchmarks, so that JPEG decoding is not measured as pipeline cost)."""
         if isinstance(source, str | Path):
             self._source: Path | None = Path(source)
             self._given: list[Path] = []
@@ -62,6 +64,8 @@ class ReplayCamera:
         self._paths: list[Path] | None = None
         self._video: OpenCvCamera | None = None
         self._position = 0
+        self._preload = preload
+        self._decoded: list[np.ndarray] = []
 
     def open(self) -> None:
         self.close()
@@ -81,6 +85,9 @@ class ReplayCamera:
             raise CameraError(f"replay source {source} does not exist (an image folder or video)")
         self._position = 0
         self._pacer.reset()
+        if self._preload and self._paths:
+            once = {p: self._load(p) for p in dict.fromkeys(self._paths)}  # a path listed twice is decoded once
+            self._decoded = [once[p] for p in self._paths]
 
     def read(self) -> np.ndarray:
         if self._video is not None:
@@ -91,16 +98,22 @@ class ReplayCamera:
             if not self.loop:
                 raise EndOfStream(f"{self.name}: ended after {len(self._paths)} frames")
             self._position = 0
-        path = self._paths[self._position]
-        try:
-            image = load_image(path)
-        except ImageError as exc:  # its message names the file
-            raise CameraError(f"{self.name}: {exc}") from None
+        if self._decoded:
+            image = self._decoded[self._position]
+        else:
+            image = self._load(self._paths[self._position])
         self._position += 1
         self._pacer.wait()
         return image
 
+    def _load(self, path: Path) -> np.ndarray:
+        try:
+            return load_image(path)
+        except ImageError as exc:  # its message names the file
+            raise CameraError(f"{self.name}: {exc}") from None
+
     def close(self) -> None:
+        self._decoded = []
         if self._video is not None:
             self._video.close()
             self._video = None

@@ -1,0 +1,220 @@
+"""`edgeknn bench pipeline`: the real daemon on a replay source, against a real broker.
+
+Prints, from one run: the raw model invoke rate (the interpreter alone, input
+already set), the end-to-end processed-frame rate of the daemon, their ratio,
+and the latency from frame capture to the prediction arriving at an MQTT
+subscriber (p50/p95).  The replay shows each object for 1/5 s, every image
+is taught as its own class, and predictions are published as the daemon does
+by default: when the smoothed label changes, else once a second.  With ``--detector`` the detector runs beside the
+embedder and its own rate and share of the loop are printed too.
+
+A benchmark, not a test: it prints numbers and judges nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from edgeknn.cameras import ReplayCamera
+from edgeknn.cameras.replay import folder_images
+from edgeknn.config import parse_config
+from edgeknn.daemon import Daemon
+from edgeknn.devbroker import LocalBroker
+from edgeknn.engines import build_embedder
+from edgeknn.images import fit, load_image
+
+
+def invoke_rate(interpreter: Any, seconds: float) -> float:
+    """Invocations per second of an interpreter whose input is already set."""
+    detail = interpreter.get_input_details()[0]
+    interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], dtype=detail["dtype"]))
+    interpreter.invoke()  # warm-up
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        interpreter.invoke()
+        count += 1
+    return count / (time.perf_counter() - started)
+
+
+def listen(host: str, port: int, topic: str) -> None:
+    """Run as a separate process (so its work does not slow the daemon under test):
+    collect prediction latencies until stdin closes, then print them as JSON."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    latencies: list[float] = []
+
+    def on_message(client: Any, userdata: Any, message: Any) -> None:
+        arrived = time.time()
+        ts = json.loads(message.payload)["ts"]
+        latencies.append((arrived - datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()) * 1e3)
+
+    subscribed = threading.Event()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.on_message = on_message
+    client.on_subscribe = lambda *args: subscribed.set()
+    client.connect(host, port)
+    client.loop_start()
+    client.subscribe(topic)
+    subscribed.wait(10)
+    print("ready", flush=True)
+    for line in sys.stdin:  # "reset" drops the warm-up; end of input stops
+        if line.strip() == "reset":
+            latencies.clear()
+    client.loop_stop()
+    print(json.dumps(latencies), flush=True)
+
+
+class LatencyListener:
+    """The subscriber process: latency = arrival time - capture time ("ts") of each prediction."""
+
+    def __init__(self, host: str, port: int, topic: str) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "edgeknn.bench_pipeline", host, str(port), topic],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        assert self._proc.stdout is not None and self._proc.stdout.readline().strip() == "ready"
+
+    def reset(self) -> None:
+        assert self._proc.stdin is not None
+        self._proc.stdin.write("reset\n")
+        self._proc.stdin.flush()
+
+    def latencies(self) -> list[float]:
+        out, _ = self._proc.communicate(timeout=30)
+        return json.loads(out.strip().splitlines()[-1])
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+
+
+def model_sized_frames(frames: Path, size: tuple[int, int], into: Path) -> Path:
+    """The frames as the Pi camera's ISP delivers them with ``lores``: at the model's size."""
+    into.mkdir()
+    for path in folder_images(frames):
+        fitted, _ = fit(load_image(path), size[0], size[1], "center-crop")
+        Image.fromarray(fitted).save(into / f"{path.stem}.png")
+    return into
+
+
+CHANGES_PER_SECOND = 5  # how often the replayed scene switches to another object
+
+
+def scene_changes(frames: Path, repeat: int) -> list[Path]:
+    """Each image held for ``repeat`` frames, as an object held in front of the camera."""
+    return [path for path in folder_images(frames) for _ in range(max(1, repeat))]
+
+
+def teach_every_frame(daemon: Daemon, frames: Path) -> None:
+    """Each replayed image becomes an example of its own class, so every frame is a real
+    prediction over a taught store (and the predicted label changes with every frame)."""
+    assert daemon.teacher is not None
+    for path in folder_images(frames):
+        daemon.teacher.add(path.stem.split("_")[0], image=load_image(path))
+
+
+def run(frames: Path, *, seconds: float = 10.0, threads: int = 0, detector: bool = False,
+        detector_accelerator: str = "auto", models_dir: Path | None = None,
+        mirror: str | None = None, model_size_frames: bool = True) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="edgeknn-bench-") as tmp, LocalBroker() as broker:
+        models_dir = models_dir or Path(tmp) / "models"
+        probe = build_embedder(threads=threads, models_dir=models_dir, mirror=mirror)
+        raw = invoke_rate(probe._interp, min(seconds, 5.0))
+        frame_size = "model input" if model_size_frames else "original"
+        if model_size_frames:
+            frames = model_sized_frames(frames, probe.input_size, Path(tmp) / "frames")
+        del probe
+        config = parse_config({
+            "device_id": "bench",
+            "store": {"path": f"{tmp}/store.db"},
+            "models": {"dir": str(models_dir), "mirror": mirror or ""},
+            "embedder": {"threads": threads},
+            # the default publishing policy: on every change of the smoothed label, else each second
+            "pipeline": {"prediction_interval": 1.0, "stats_interval": 3600},
+            "mqtt": {"host": broker.host, "port": broker.port},
+            "detector": {"enabled": detector, "accelerator": detector_accelerator, "threshold": 0.3},
+        }, "bench config")
+        # Paced at 1.2 x the raw rate, so the loop never waits for a frame; unpaced,
+        # the replay thread would spin holding the GIL, which no real camera does.
+        camera = ReplayCamera(scene_changes(frames, int(raw / CHANGES_PER_SECOND)), fps=1.2 * raw,
+                              loop=True, preload=True)
+        daemon = Daemon(config, camera=camera)
+        daemon.start()
+        teach_every_frame(daemon, frames)
+        listener = LatencyListener(broker.host, broker.port, daemon.topics.prediction)
+        try:
+            assert daemon.engine is not None and daemon.processor is not None
+            time.sleep(1.0)  # warm-up: caches, threads, first connections
+            listener.reset()
+            proc, stage = daemon.processor, daemon.detection
+            start_frames, start_runs = proc.processed, stage.runs if stage else 0
+            start_det_s = stage.seconds if stage else 0.0
+            started = time.perf_counter()
+            time.sleep(seconds)
+            elapsed = time.perf_counter() - started
+            processed = proc.processed - start_frames
+            det_runs = (stage.runs - start_runs) if stage else 0
+            det_seconds = (stage.seconds - start_det_s) if stage else 0.0
+            latencies = listener.latencies()
+        finally:
+            listener.close()
+            daemon.stop()
+        result: dict[str, Any] = {
+            "backend": daemon.engine.embedder.info.backend,
+            "frame_size": frame_size,
+            "raw_invoke_fps": raw,
+            "end_to_end_fps": processed / elapsed,
+            "ratio": processed / elapsed / raw,
+            "latency_p50_ms": float(np.percentile(latencies, 50)) if latencies else None,
+            "latency_p95_ms": float(np.percentile(latencies, 95)) if latencies else None,
+            "published": len(latencies),
+            "dropped_frames": daemon.slot.dropped,
+        }
+        if stage:
+            result.update({
+                "detector_backend": stage.detector.opened.backend,
+                "detector_raw_invoke_fps": invoke_rate(stage.detector.opened.interpreter, min(seconds, 5.0)),
+                "detector_fps": det_runs / elapsed,
+                "detector_share": det_seconds / elapsed,
+            })
+        return result
+
+
+def report(r: dict[str, Any]) -> str:
+    lines = [
+        f"pipeline benchmark ({r['backend']}, frames at {r['frame_size']} size, real mosquitto on loopback)",
+        f"  raw invoke rate         {r['raw_invoke_fps']:8.1f} frames/s  (interpreter alone)",
+        f"  end-to-end rate         {r['end_to_end_fps']:8.1f} frames/s  (camera -> embed -> KNN -> MQTT)",
+        f"  ratio                   {r['ratio'] * 100:8.1f} %        (target >= 90 % without detector)",
+    ]
+    if r["latency_p50_ms"] is not None:
+        lines.append(f"  capture -> subscriber   p50 {r['latency_p50_ms']:.1f} ms, p95 {r['latency_p95_ms']:.1f} ms "
+                     f"({r['published']} predictions)")
+    if "detector_fps" in r:
+        lines += [
+            f"  detector ({r['detector_backend']})  raw {r['detector_raw_invoke_fps']:.1f}/s, "
+            f"ran {r['detector_fps']:.1f}/s, {r['detector_share'] * 100:.1f} % of the loop's time",
+            f"  embedder rate expected  <= {r['raw_invoke_fps'] * (1 - r['detector_share']):.1f} frames/s "
+            "(raw x (1 - detector share))",
+        ]
+        if r["backend"] == "edgetpu" and r["detector_backend"] == "edgetpu":
+            lines.append("  both models on one Edge TPU: unless co-compiled, each switch reloads "
+                         "parameters (see docs/two-models-one-tpu.md)")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    listen(sys.argv[1], int(sys.argv[2]), sys.argv[3])
