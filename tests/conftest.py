@@ -10,12 +10,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
+from gpiozero.pins.mock import MockFactory
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 
+from edgeknn.cameras.base import Pacer
+from edgeknn.config import parse_config
+from edgeknn.daemon import Daemon
 from edgeknn.devbroker import LocalBroker, mosquitto_path
+from edgeknn.images import load_image
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("EDGEKNN_SHARED", ROOT.parent / "shared")).resolve()
@@ -117,3 +123,88 @@ def listen(mosquitto):
     yield make
     for listener in opened:
         listener.close()
+
+
+
+# ----- the daemon under test: a scripted camera, mock pins, a real broker -----------
+
+CAT_PIN, DOG_PIN, CLEAR_PIN = 17, 27, 22
+
+
+class ScriptedCamera:
+    """Plays the A frames in a loop until ``switch()``, then the B frames in a loop.
+
+    ``switched_at`` is the index of the first B frame (frames are numbered from 0
+    in the order they are read)."""
+
+    name = "scripted camera"
+
+    def __init__(self, a, b, fps: float = 20.0) -> None:
+        self._a = [load_image(p) for p in a]
+        self._b = [load_image(p) for p in b]
+        self._pacer = Pacer(fps)
+        self._switch = threading.Event()
+        self.reads = 0
+        self.switched_at: int | None = None
+
+    def open(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def switch(self) -> None:
+        self._switch.set()
+
+    def read(self) -> np.ndarray:
+        self._pacer.wait()
+        if self._switch.is_set():
+            if self.switched_at is None:
+                self.switched_at = self.reads
+            frames = self._b
+        else:
+            frames = self._a
+        image = frames[self.reads % len(frames)]
+        self.reads += 1
+        return image
+
+
+def make_config(tmp_path, mosquitto, **sections):
+    data = {
+        "device_id": "testpi",
+        "store": {"path": str(tmp_path / "store.db")},
+        "models": {"dir": str(tmp_path / "models"), "mirror": str(MODELS)},
+        "embedder": {"threads": 1},
+        "classifier": {"smoothing": 3},
+        "pipeline": {"prediction_interval": 0, "stats_interval": 1},
+        "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "keepalive": 5,
+                 "reconnect_min": 0.2, "reconnect_max": 1.0},
+        "gpio": {"enabled": True, "hold_time": 5.0, "buttons": [
+            {"pin": CAT_PIN, "label": "cat"}, {"pin": DOG_PIN, "label": "dog"}],
+            "clear_button": {"pin": CLEAR_PIN, "hold_time": 0.5}},
+    }
+    for key, value in sections.items():
+        data[key] = {**data.get(key, {}), **value}
+    return parse_config(data, "test config")
+
+
+@pytest.fixture
+def running(tmp_path, mosquitto):
+    """Start a daemon with a scripted camera and mock pins; stop it afterwards."""
+    started: list[Daemon] = []
+
+    def start(camera, **sections):
+        factory = MockFactory()
+        daemon = Daemon(make_config(tmp_path, mosquitto, **sections), camera=camera, pin_factory=factory)
+        started.append(daemon)
+        daemon.start()
+        daemon.factory = factory
+        # the main loop (stats, watchdog, reload), which the service runs on its main thread
+        daemon.main_loop = threading.Thread(target=daemon.wait, daemon=True)
+        daemon.main_loop.start()
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.stop()
+        daemon.main_loop.join(5)

@@ -6,9 +6,9 @@ import base64
 import json
 import time
 
-from conftest import IMAGES, wait_until
+from conftest import IMAGES, ScriptedCamera, wait_until
 from PIL import Image
-from test_daemon import ScriptedCamera, command, reply_to, running  # noqa: F401 (fixture)
+from test_daemon import command, reply_to
 from test_detector import direct_run, pixel_iou
 
 DETECTIONS = "edgeknn/testpi/detections"

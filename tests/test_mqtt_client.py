@@ -114,7 +114,6 @@ import sys, time
 from edgeknn.mqtt import MqttSettings
 from edgeknn.mqtt.client import MqttClient
 from edgeknn.mqtt.topics import Topics
-from conftest import TIMEOUT, Listener, wait_until
 client = MqttClient(MqttSettings(host=sys.argv[1], port=int(sys.argv[2])), Topics("test/dev"))
 client.start()
 time.sleep(60)

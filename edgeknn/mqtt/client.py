@@ -190,7 +190,8 @@ class MqttClient:
                     log.warning("the broker did not confirm 'offline' within %.0f s", timeout)
             except (RuntimeError, ValueError) as exc:
                 log.warning("could not publish 'offline': %s", exc)
-        client.disconnect()
+        if client.is_connected():  # paho logs an error for a disconnect without a connection
+            client.disconnect()
         client.loop_stop()
         self._paho = None
 
