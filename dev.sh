@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up a development environment on Debian 12 (or Raspberry Pi OS Bookworm) and
-#   ./dev.sh demo   teach and predict on the sample images (and, once taught, run the daemon)
+#   ./dev.sh run    run the service on sample photos: teach three classes, replay held-out
+#                   photos as the camera, print what it publishes over MQTT (Ctrl-C stops)
 #   ./dev.sh test   run the whole test suite
 # Everything it needs is installed on first use: Debian packages (python3-venv,
 # mosquitto) with apt-get, Python packages into .venv.
@@ -34,14 +35,13 @@ case "${1:-}" in
     .venv/bin/ruff check edgeknn tests
     .venv/bin/python -m pytest -q "$@"
     ;;
-  demo)
+  run|demo)
     shift
-    export EDGEKNN_STORE=${EDGEKNN_STORE:-$ROOT/var/demo-store.db}
     export EDGEKNN_MODELS_DIR=${EDGEKNN_MODELS_DIR:-$ROOT/var/models}
     exec .venv/bin/python -m edgeknn.demo "$SHARED" "$@"
     ;;
   *)
-    echo "usage: ./dev.sh test [pytest args] | ./dev.sh demo" >&2
+    echo "usage: ./dev.sh test [pytest args] | ./dev.sh run [--seconds N]" >&2
     exit 2
     ;;
 esac

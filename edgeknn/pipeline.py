@@ -80,7 +80,10 @@ class FrameSlot:
 
 
 class CaptureThread:
-    """Reads a camera into the slot until stopped (or the replay ends)."""
+    """Opens a camera and reads it into the slot until stopped (or the replay ends).
+
+    The camera is a RetryingCamera: opening and reading never raise but for the
+    end of a stream; failures are retried with backoff and reported by it."""
 
     def __init__(self, camera, slot: FrameSlot, stop: threading.Event) -> None:
         self._camera = camera
@@ -94,14 +97,13 @@ class CaptureThread:
     def _run(self) -> None:
         index = 0
         try:
+            self._camera.open()
             while not self._stop.is_set():
                 try:
                     image = self._camera.read()
-                except EndOfStream:
-                    log.info("camera: end of stream after %d frames", index)
+                except EndOfStream:  # also when stopped (CameraStopped)
+                    log.info("camera: no more frames after %d", index)
                     break
-                if image is None:  # the retrying camera was stopped
-                    continue
                 self._slot.put(Frame(image, index, time.monotonic(), time.time()))
                 index += 1
         finally:
