@@ -33,6 +33,7 @@ case "${1:-}" in
   test)
     shift
     .venv/bin/ruff check edgeknn tests
+    .venv/bin/mypy edgeknn
     .venv/bin/python -m pytest -q "$@"
     ;;
   run|demo)

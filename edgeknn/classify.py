@@ -176,7 +176,9 @@ def classify(
         scores = knn_scores(sims, examples.codes, n_classes, k)
         shares = scores
     elif method == "balanced":
-        grouping = None if examples.order is None else (examples.order, examples.bounds)
+        grouping = None
+        if examples.order is not None and examples.bounds is not None:
+            grouping = (examples.order, examples.bounds)
         own = balanced_scores(sims, examples.codes, n_classes, k, grouping)
         scores = (own + ncm_scores(class_sums[:n_classes], query)) / 2
         shares = softmax_shares(scores)

@@ -14,6 +14,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,7 +148,7 @@ class Daemon:
         self._start_camera()
         self._start_gpio()
 
-        hooks = [self._after_frame]
+        hooks: list[Callable[[Processed], None]] = [self._after_frame]
         if self.detection:
             hooks.append(self.detection.on_frame)
         self.processor = Processor(
@@ -187,7 +188,11 @@ class Daemon:
                                 backoff=Backoff(c.retry_initial, c.retry_max))
         capture = CaptureThread(camera, self.slot, self.stop_event)
         self._closers.append(("camera", camera.close))
-        self._closers.append(("capture", lambda: capture.join(STOP_TIMEOUT) or log.error("capture did not stop")))
+        def join_capture() -> None:
+            if not capture.join(STOP_TIMEOUT):
+                log.error("the capture thread did not stop within %.0f s", STOP_TIMEOUT)
+
+        self._closers.append(("capture", join_capture))
         capture.start()
 
     def _start_gpio(self) -> None:

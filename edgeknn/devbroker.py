@@ -31,8 +31,11 @@ class LocalBroker:
     def __init__(self, workdir: Path | None = None) -> None:
         self.host = "127.0.0.1"
         self.port = free_port()
-        self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="edgeknn-broker-")
-        self.conf = Path(workdir or self._tmp.name) / "mosquitto.conf"
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if workdir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="edgeknn-broker-")
+            workdir = Path(self._tmp.name)
+        self.conf = workdir / "mosquitto.conf"
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
             "max_packet_size 20000000\nlog_type error\n"

@@ -43,8 +43,7 @@ def decode_image(data: bytes, name: str = "image payload") -> np.ndarray:
             if img.width * img.height > MAX_PIXELS:
                 raise ImageError(f"{name}: {img.width}x{img.height} is too large an image")
             img.load()  # a truncated file fails here, not later
-            img = ImageOps.exif_transpose(img)
-            rgb = img.convert("RGB")
+            rgb = ImageOps.exif_transpose(img).convert("RGB")
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not an image (unrecognised format)") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
@@ -96,7 +95,7 @@ def fit(image: np.ndarray, width: int, height: int, policy: str = "center-crop")
     if (w, h) == (width, height):
         return image, crop
     box = (crop.x, crop.y, crop.x + crop.width, crop.y + crop.height)
-    resized = Image.fromarray(image).resize((width, height), Image.BILINEAR, box=box)
+    resized = Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR, box=box)
     return np.asarray(resized, dtype=np.uint8), crop
 
 
@@ -115,7 +114,7 @@ def encode_jpeg(image: np.ndarray, max_side: int | None = None, quality: int = 8
     """Encode an RGB frame as JPEG, shrunk so its longest side is at most ``max_side``."""
     img = Image.fromarray(image)
     if max_side and max(img.size) > max_side:
-        img.thumbnail((max_side, max_side), Image.LANCZOS)
+        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=quality)
     return buf.getvalue()

@@ -66,29 +66,40 @@ class OpenedModel:
     device: str | None = None
 
 
+INTERPRETER_ENV = "EDGEKNN_INTERPRETER"
+INTERPRETERS = ("ai-edge-litert", "tflite-runtime")
+
+
+def _import(name: str) -> InterpreterPackage | None:
+    try:
+        if name == "ai-edge-litert":
+            import ai_edge_litert as top
+            from ai_edge_litert import interpreter as mod
+        else:
+            import tflite_runtime as top  # type: ignore[no-redef]
+            from tflite_runtime import interpreter as mod  # type: ignore[no-redef]
+    except ImportError:
+        return None
+    return InterpreterPackage(name, getattr(top, "__version__", "unknown"), mod)
+
+
 def interpreter_package() -> InterpreterPackage:
-    """Import ai_edge_litert, falling back to tflite_runtime."""
-    try:
-        import ai_edge_litert
-        from ai_edge_litert import interpreter as mod
-
-        return InterpreterPackage(
-            "ai-edge-litert", getattr(ai_edge_litert, "__version__", "unknown"), mod
-        )
-    except ImportError:
-        pass
-    try:
-        import tflite_runtime
-        from tflite_runtime import interpreter as mod
-
-        return InterpreterPackage(
-            "tflite-runtime", getattr(tflite_runtime, "__version__", "unknown"), mod
-        )
-    except ImportError:
-        raise InterpreterMissing(
-            "no TFLite interpreter installed: pip install ai-edge-litert "
-            "(or tflite-runtime where no ai-edge-litert wheel exists)"
-        ) from None
+    """ai-edge-litert, else tflite-runtime; $EDGEKNN_INTERPRETER picks one explicitly
+    (the Edge TPU delegate must match the interpreter's TensorFlow version, see
+    docs/edgetpu.md, and both packages may be installed)."""
+    wanted = os.environ.get(INTERPRETER_ENV, "")
+    if wanted and wanted not in INTERPRETERS:
+        raise InterpreterMissing(f"${INTERPRETER_ENV}={wanted!r} is not one of {', '.join(INTERPRETERS)}")
+    for name in (wanted,) if wanted else INTERPRETERS:
+        found = _import(name)
+        if found is not None:
+            return found
+    if wanted:
+        raise InterpreterMissing(f"${INTERPRETER_ENV} asks for {wanted}, which is not installed")
+    raise InterpreterMissing(
+        "no TFLite interpreter installed: pip install ai-edge-litert "
+        "(or tflite-runtime where no ai-edge-litert wheel exists)"
+    )
 
 
 def validate_device(device: str | None) -> str | None:
@@ -115,8 +126,8 @@ def load_edgetpu_delegate(device: str | None = None, library: str = EDGETPU_LIBR
         return mod.load_delegate(library, options)
     except OSError as exc:  # dlopen failed: the library is not installed
         raise DelegateMissing(
-            f"Edge TPU delegate {library} could not be loaded ({exc}); install libedgetpu1-std "
-            "from Coral's apt repository (see README), or set accelerator = \"cpu\""
+            f"Edge TPU delegate {library} could not be loaded ({exc}); install a libedgetpu that "
+            "matches the interpreter (docs/edgetpu.md), or set accelerator = \"cpu\""
         ) from None
     except ValueError as exc:  # library loaded but no device answered
         where = f" at {device}" if device else ""

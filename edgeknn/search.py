@@ -8,9 +8,11 @@ matrix to float32 in chunks, which is correct but several times slower.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 
+_simsimd: Any
 try:
     import simsimd as _simsimd
 except ImportError:  # optional speed-up; numpy gives the same numbers

@@ -237,7 +237,8 @@ class Store:
                         "VALUES (?, ?, ?, ?, ?)",
                         (label, blob, thumb, source, now),
                     )
-                    ids.append(int(cur.lastrowid))
+                    assert cur.lastrowid is not None
+                    ids.append(cur.lastrowid)
             for example_id, (label, blob, _, _) in zip(ids, rows, strict=True):
                 self._matrix.append(example_id, self._code(label), np.frombuffer(blob, dtype=DTYPE))
             return ids

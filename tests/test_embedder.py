@@ -104,3 +104,14 @@ def test_inputs_follow_the_model_quantization():
     # int8 with another scale: requantized
     q = quantize_input(pixels, np.int8, 2 / 255, 0)
     assert q.tolist() == [[[[-127, 0, 127]]]]
+
+
+def test_the_interpreter_package_can_be_chosen(monkeypatch):
+    from edgeknn.errors import InterpreterMissing
+    from edgeknn.runtime import interpreter_package
+
+    monkeypatch.setenv("EDGEKNN_INTERPRETER", "ai-edge-litert")
+    assert interpreter_package().name == "ai-edge-litert"
+    monkeypatch.setenv("EDGEKNN_INTERPRETER", "tensorflow")
+    with pytest.raises(InterpreterMissing, match="EDGEKNN_INTERPRETER"):
+        interpreter_package()

@@ -155,7 +155,7 @@ def reembed(args: argparse.Namespace) -> int:
         progress = Progress("reembed", len(store))
         n = store.reembed(
             lambda thumb: embedder.embed(decode_image(thumb, "thumbnail")),
-            embedder.info.fingerprint, embedder.info.dim, progress.update,
+            embedder.info.fingerprint, embedder.info.dim, lambda done, total: progress.update(done),
         )
     print(f"re-embedded {n} examples with {embedder.info.fingerprint}")
     return 0
