@@ -240,6 +240,8 @@ class Daemon:
     def _camera_state(self, ok: bool, message: str) -> None:
         self.health.camera = "ok" if ok else f"failed: {message}"
         (log.info if ok else log.error)("camera: %s", message)
+        if not ok and self.panel is not None:
+            self.panel.show_error()
         if hasattr(self, "announcer"):
             self._announce_state()
 
