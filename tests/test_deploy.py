@@ -12,6 +12,7 @@ and ansible-lint only.
 
 from __future__ import annotations
 
+import fcntl
 import grp
 import json
 import os
@@ -120,15 +121,17 @@ class Site:
     def store(self) -> Path:
         return self.state_dir / "store.db"
 
-    def variables(self, **overrides: object) -> dict[str, object]:
-        return {**BASE_VARS, "edgeknn_prefix": str(self.prefix), "edgeknn_config_dir": str(self.config_dir),
-                "edgeknn_state_dir": str(self.state_dir), "edgeknn_source_dir": str(self.source), **overrides}
-
-    def play(self, **overrides: object) -> Run:
-        return play(self.inventory, self.variables(**overrides), self.base)
+    def play(self, *options: str, **overrides: object) -> Run:
+        return play(self.inventory, role_variables(self.base, self.source, **overrides), self.base, *options)
 
 
-def play(inventory: Path, variables: dict[str, object], workdir: Path) -> Run:
+def role_variables(base: Path, source: Path, **overrides: object) -> dict[str, object]:
+    """BASE_VARS with the role's paths moved under ``base`` (as Site names them)."""
+    return {**BASE_VARS, "edgeknn_prefix": str(base / "opt"), "edgeknn_config_dir": str(base / "etc"),
+            "edgeknn_state_dir": str(base / "state"), "edgeknn_source_dir": str(source), **overrides}
+
+
+def play(inventory: Path, variables: dict[str, object], workdir: Path, *options: str) -> Run:
     extra = workdir / "vars.json"
     extra.write_text(json.dumps(variables))
     # Without the test suite's EDGEKNN_* variables: the role must say where
@@ -136,7 +139,7 @@ def play(inventory: Path, variables: dict[str, object], workdir: Path) -> Run:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEKNN_")}
     env.update(ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
     done = subprocess.run(
-        [str(ANSIBLE_PLAYBOOK), "-i", str(inventory), "-e", f"@{extra}", "playbook.yml"],
+        [str(ANSIBLE_PLAYBOOK), "-i", str(inventory), "-e", f"@{extra}", *options, "playbook.yml"],
         cwd=DEPLOY, env=env, capture_output=True, text=True, timeout=600,
     )
     return Run(done.returncode, done.stdout + done.stderr)
@@ -162,22 +165,26 @@ def site() -> Iterator[Site]:
         pytest.skip("the role creates a system user and installs Debian packages: run as root")
     if shutil.which("apt-get") is None or not Path("/usr/bin/python3").exists():
         pytest.skip("the role targets Debian 12 / Raspberry Pi OS: apt-get and /usr/bin/python3 are needed")
-    # Not tmp_path: pytest's temporary directories are 0700, and the service
-    # user has to reach its state directory inside this one.
-    base = Path(tempfile.mkdtemp(prefix="edgeknn-deploy-"))
-    source = Path(tempfile.mkdtemp(prefix="edgeknn-source-"))
-    try:
-        base.chmod(0o755)
-        snapshot_checkout(source)
-        inventory = base / "inventory.ini"
-        inventory.write_text("[edgeknn]\nlocalhost ansible_connection=local "
-                             "ansible_python_interpreter=/usr/bin/python3\n")
-        first = play(inventory, Site(base, inventory, source, Run(-1, "")).variables(), base)
-        assert first.returncode == 0, first.output[-6000:]
-        yield Site(base, inventory, source, first)
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
-        shutil.rmtree(source, ignore_errors=True)
+    # One test session at a time: they share the machine's edgeknn user, whose
+    # home each moves into its own directory.
+    with open(Path(tempfile.gettempdir()) / "edgeknn-test-deploy.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        # Not tmp_path: pytest's temporary directories are 0700, and the service
+        # user has to reach its state directory inside this one.
+        base = Path(tempfile.mkdtemp(prefix="edgeknn-deploy-"))
+        source = Path(tempfile.mkdtemp(prefix="edgeknn-source-"))
+        try:
+            base.chmod(0o755)
+            snapshot_checkout(source)
+            inventory = base / "inventory.ini"
+            inventory.write_text("[edgeknn]\nlocalhost ansible_connection=local "
+                                 "ansible_python_interpreter=/usr/bin/python3\n")
+            first = play(inventory, role_variables(base, source), base)
+            assert first.returncode == 0, first.output[-6000:]
+            yield Site(base, inventory, source, first)
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+            shutil.rmtree(source, ignore_errors=True)
 
 
 def test_the_playbook_and_the_example_inventory_pass_the_syntax_check():
@@ -262,6 +269,13 @@ def test_a_second_run_changes_nothing_and_leaves_the_store_alone(site):
     assert again.returncode == 0, again.output[-6000:]
     assert again.recap.changed == 0, again.output
     assert site.store.read_bytes() == taught
+
+
+@pytest.mark.slow
+def test_a_check_run_on_a_deployed_device_predicts_no_change(site):
+    checked = site.play("--check", "--diff")
+    assert checked.returncode == 0, checked.output[-6000:]
+    assert checked.recap.changed == 0, checked.output
 
 
 @pytest.mark.slow
