@@ -132,7 +132,7 @@ def run(frames: Path, *, seconds: float = 10.0, threads: int = 0, detector: bool
     with tempfile.TemporaryDirectory(prefix="edgeknn-bench-") as tmp, LocalBroker() as broker:
         models_dir = models_dir or Path(tmp) / "models"
         probe = build_embedder(threads=threads, models_dir=models_dir, mirror=mirror)
-        raw = invoke_rate(probe._interp, min(seconds, 5.0))
+        raw = invoke_rate(probe.interpreter, min(seconds, 5.0))
         frame_size = "model input" if model_size_frames else "original"
         if model_size_frames:
             frames = model_sized_frames(frames, probe.input_size, Path(tmp) / "frames")

@@ -7,6 +7,7 @@ example carries a thumbnail-sized blob so the disk work is realistic.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import tempfile
 import time
@@ -84,10 +85,16 @@ def bench_size(n: int, dim: int, workdir: Path, rng: np.random.Generator) -> dic
     }
 
 
+def _one_size(n: int, dim: int, workdir: str) -> dict[str, float]:
+    return bench_size(n, dim, Path(workdir), np.random.default_rng(n))
+
+
 def run(sizes: list[int], dim: int, workdir: Path | None = None) -> list[dict[str, float]]:
-    rng = np.random.default_rng(0)
-    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        return [bench_size(n, dim, Path(tmp), rng) for n in sizes]
+    """Each size in a fresh process, so the memory one size freed does not hide
+    what the next one takes."""
+    ctx = multiprocessing.get_context("spawn")
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp, ctx.Pool(1, maxtasksperchild=1) as pool:
+        return [pool.apply(_one_size, (n, dim, tmp)) for n in sizes]
 
 
 def report(rows: list[dict[str, float]], dim: int) -> str:

@@ -1,10 +1,12 @@
 """`edgeknn run`: build the application from its config, run it, stop it cleanly.
 
-Start order (stop is the reverse, in ``finally``):
-store -> embedder -> detector -> MQTT -> camera + capture thread -> buttons ->
-processing loop.  The main thread only waits: it sends the stats, feeds the
-systemd watchdog while the processing loop is alive, and handles signals
-(SIGTERM/SIGINT stop, SIGHUP reloads what can change while running).
+Start order: store -> embedder -> detector -> MQTT -> camera + capture thread
+-> buttons -> processing loop.  The main thread only waits: it sends the
+stats, feeds the systemd watchdog while the processing loop is alive, and
+handles signals (SIGTERM/SIGINT stop, SIGHUP reloads what can change while
+running).  Stop (see :meth:`Daemon.stop`) takes under 5 s: buttons, then MQTT
+(the command in flight finishes, ``offline`` is published), then camera and
+threads, the store last.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +29,14 @@ from edgeknn.errors import EdgeKnnError
 from edgeknn.mqtt import MqttSettings, NullPublisher, QosSettings, TlsSettings
 from edgeknn.mqtt.payloads import Announcer, DeviceState, Stats
 from edgeknn.mqtt.topics import Topics
-from edgeknn.pipeline import CaptureThread, FrameSlot, Processed, Processor
+from edgeknn.pipeline import CaptureThread, FrameSlot, LoopSettings, Processed, Processor
 from edgeknn.store import Store
 from edgeknn.systemd import Notifier
 from edgeknn.teacher import ClassifierSettings, Engine, Teacher
 
 log = logging.getLogger(__name__)
 
-STOP_TIMEOUT = 4.0  # seconds each part may take to stop; the whole stop stays under 5 s
+STOP_BUDGET = 4.5  # seconds for the whole stop; systemd's TimeoutStopSec is 10
 
 
 def device_id(config: Config) -> str:
@@ -87,9 +89,15 @@ class Daemon:
         self.device = device_id(config)
         self.topics = Topics.for_device(self.device, config.mqtt.base_topic or None)
         self._pin_factory = pin_factory
+        self._own_factory: Any = None  # a pin factory we opened, and must close
         self._camera_override = camera
-        self._closers: list[tuple[str, Any]] = []
         self.started = time.monotonic()
+        self.failure: str | None = None  # why the daemon stopped by itself, if it did
+        self.log_level_given: str | None = None  # --log-level, which a reload must not override
+        self.store: Store | None = None
+        self.announcer: Announcer | None = None
+        self.camera: RetryingCamera | None = None
+        self.capture: CaptureThread | None = None
         self.mqtt: Any = None
         self.panel: Any = None
         self.processor: Processor | None = None
@@ -102,8 +110,7 @@ class Daemon:
 
     def start(self) -> None:
         cfg = self.config
-        store = Store.open(cfg.store.path)
-        self._closers.append(("store", store.close))
+        store = self.store = Store.open(cfg.store.path)
         e = cfg.embedder
         models_dir, mirror = cfg.models.dir, cfg.models.mirror or None
         embedder = build_embedder(
@@ -173,7 +180,6 @@ class Daemon:
         from edgeknn.mqtt.client import MqttClient
 
         self.mqtt = MqttClient(settings, self.topics, on_connected=self._announce_all)
-        self._closers.append(("mqtt", lambda: self.mqtt.stop(timeout=2.0)))
         return self.mqtt
 
     def _start_camera(self) -> None:
@@ -181,19 +187,18 @@ class Daemon:
         and reported on the state topic, never fatal.  Opening happens on the capture thread."""
         assert self.engine is not None
         c = self.config.camera
+        if c.lores and self.config.detector.enabled:
+            # The detector and snapshots need the full frame, not the model-sized
+            # stream: the ISP then scales nothing and the embedder resizes.
+            log.info("camera.lores is off while the detector runs")
+            c = replace(c, lores=False)
         source = self._camera_override or make_camera(
             c, self.engine.embedder.input_size, sleep=self.stop_event.wait
         )
-        camera = RetryingCamera(source, stop=self.stop_event, on_state=self._camera_state,
-                                backoff=Backoff(c.retry_initial, c.retry_max))
-        capture = CaptureThread(camera, self.slot, self.stop_event)
-        self._closers.append(("camera", camera.close))
-        def join_capture() -> None:
-            if not capture.join(STOP_TIMEOUT):
-                log.error("the capture thread did not stop within %.0f s", STOP_TIMEOUT)
-
-        self._closers.append(("capture", join_capture))
-        capture.start()
+        self.camera = RetryingCamera(source, stop=self.stop_event, on_state=self._camera_state,
+                                     backoff=Backoff(c.retry_initial, c.retry_max))
+        self.capture = CaptureThread(self.camera, self.slot, self.stop_event)
+        self.capture.start()
 
     def _start_gpio(self) -> None:
         g = self.config.gpio
@@ -211,11 +216,12 @@ class Daemon:
             status_led=pin(g.status_led), hold_time=g.hold_time, record_rate=g.record_rate,
             bounce_time=g.bounce_time,
         )
-        factory = self._pin_factory if self._pin_factory is not None else open_pin_factory(g.pin_factory)
+        factory = self._pin_factory
+        if factory is None:
+            factory = self._own_factory = open_pin_factory(g.pin_factory)
         assert self.teacher is not None
         self.panel = ButtonPanel(settings, on_add=self.teacher.add_from_button,
                                  on_clear=self.teacher.clear_from_button, pin_factory=factory)
-        self._closers.append(("gpio", self.panel.close))
 
     # ----- running -------------------------------------------------------------
 
@@ -223,8 +229,9 @@ class Daemon:
         assert self.processor is not None
         try:
             self.processor.run(self.slot, self.stop_event, self.health.beat)
-        except Exception:  # a bug: log it and stop, so systemd restarts us
+        except Exception as exc:  # a bug: log it and stop with a failure, so systemd restarts us
             log.exception("processing loop crashed")
+            self.failure = f"processing loop crashed: {exc}"
             self.stop_event.set()
 
     def _after_frame(self, done: Processed) -> None:
@@ -233,7 +240,8 @@ class Daemon:
             self.panel.show_prediction(None if p.unknown else p.label)
 
     def _classes_changed(self, counts: dict[str, int]) -> None:
-        self.announcer.classes(counts)
+        if self.announcer is not None:
+            self.announcer.classes(counts)
         if self.processor is not None:
             self.processor.reset()
 
@@ -242,16 +250,17 @@ class Daemon:
         (log.info if ok else log.error)("camera: %s", message)
         if not ok and self.panel is not None:
             self.panel.show_error()
-        if hasattr(self, "announcer"):
-            self._announce_state()
+        self._announce_state()
 
     def _announce_state(self) -> None:
+        if self.announcer is None:
+            return
         reconnects = self.mqtt.reconnects if self.mqtt is not None else 0
         self.announcer.state(DeviceState(self.health.camera, self.health.backend, reconnects))
 
     def _announce_all(self) -> None:
         """What a subscriber needs after we (re)connect: classes, state, stats."""
-        if self.engine is None or not hasattr(self, "announcer"):
+        if self.engine is None or self.announcer is None:
             return
         self.announcer.classes(self.engine.store.counts())
         self._announce_state()
@@ -272,23 +281,28 @@ class Daemon:
 
     def wait(self) -> None:
         """Until stopped: stats on schedule, the watchdog fed while processing is alive."""
-        interval = self.config.pipeline.stats_interval
         watchdog = self.notifier.watchdog_interval()
-        next_stats = time.monotonic() + interval
+        next_stats = time.monotonic() + self.config.pipeline.stats_interval
         tick = min(1.0, watchdog or 1.0)
         while not self.stop_event.wait(tick):
             now = time.monotonic()
             if watchdog and now - self.health.last_beat < 2 * watchdog:
                 self.notifier.watchdog()
-            if now >= next_stats:
+            if now >= next_stats and self.announcer is not None:
                 self.announcer.stats(self.stats())
-                next_stats = now + interval
+                next_stats = now + self.config.pipeline.stats_interval
             if self.reload_event.is_set():
                 self.reload_event.clear()
                 self.reload()
             if self._processing is not None and not self._processing.is_alive():
-                log.info("processing ended; stopping")
+                crashed = self.capture.crashed if self.capture else None
+                if crashed is not None and self.failure is None:
+                    self.failure = f"camera capture crashed: {crashed}"
+                log.info("processing ended (%s); stopping", self.failure or "the camera has no more frames")
                 break
+
+    # What SIGHUP can change while running; everything else needs a restart.
+    RELOADABLE = ("classifier", "pipeline", "logging")
 
     def reload(self) -> None:
         """SIGHUP: take what can change while running from the config file; log the rest."""
@@ -303,14 +317,15 @@ class Daemon:
             return
         assert self.engine is not None and self.processor is not None
         self.engine.classifier = classifier_settings(new)
-        self.processor = self.processor  # smoothing and interval below
-        self.processor._smoother.__init__(new.classifier.smoothing)  # type: ignore[misc]
-        self.processor._gate._interval = new.pipeline.prediction_interval
-        logging.getLogger().setLevel(new.logging.level.upper())
-        changed = [name for name in ("store", "models", "embedder", "camera", "mqtt", "gpio", "detector")
-                   if getattr(new, name) != getattr(self.config, name)]
+        self.processor.configure(LoopSettings(new.classifier.smoothing, new.pipeline.prediction_interval))
+        if self.log_level_given is None:
+            logging.getLogger().setLevel(new.logging.level.upper())
+        changed = [f.name for f in fields(new)
+                   if f.name not in self.RELOADABLE and getattr(new, f.name) != getattr(self.config, f.name)]
         if changed:
-            log.warning("reload: changes to [%s] take effect after a restart", "], [".join(changed))
+            log.warning("reload: changes to %s take effect after a restart", ", ".join(changed))
+            # keep running with what is actually in force
+            new = replace(new, **{name: getattr(self.config, name) for name in changed})
         self.config = new
         log.info("reloaded %s", self.config_path)
         self.notifier.ready()
@@ -318,19 +333,55 @@ class Daemon:
     # ----- stop ----------------------------------------------------------------
 
     def stop(self) -> None:
-        """Stop every part in reverse order; each gets a bounded time."""
+        """Stop in an order that loses nothing, within :data:`STOP_BUDGET` seconds:
+
+        1. buttons: a button's add in flight finishes, no new presses;
+        2. MQTT: the command in flight finishes, queued ones are answered,
+           ``offline`` is published (the broker sends the Will only on a crash);
+        3. camera, then the capture and processing threads;
+        4. the store last (every acknowledged add is already on disk).
+        """
+        deadline = time.monotonic() + STOP_BUDGET
         self.stop_event.set()
         self.notifier.stopping()
+
+        def left(share: float) -> float:
+            return max(0.1, min(share, deadline - time.monotonic()))
+
+        steps: list[tuple[str, Callable[[], object]]] = []
+        if self.panel is not None:
+            steps.append(("buttons", lambda: self.panel.close(timeout=left(1.5))))
+        if self._own_factory is not None:
+            steps.append(("pin factory", self._own_factory.close))
+        if self.mqtt is not None:
+            steps.append(("mqtt", lambda: self.mqtt.stop(timeout=left(1.5))))
+        if self.camera is not None:
+            steps.append(("camera", self.camera.close))
+        capture = self.capture
+        if capture is not None:
+            steps.append(("capture", lambda: self._join_capture(capture, left(0.5))))
         if self._processing is not None:
-            self._processing.join(STOP_TIMEOUT)
-            if self._processing.is_alive():
-                log.error("processing loop did not stop within %.0f s", STOP_TIMEOUT)
-        for name, close in reversed(self._closers):
+            steps.append(("processing", lambda: self._join_processing(left(0.5))))
+        if self.store is not None:
+            steps.append(("store", self.store.close))
+        for name, step in steps:
             try:
-                close()
+                step()
             except Exception:
                 log.exception("stopping %s failed", name)
-        self._closers.clear()
+        self.panel = self._own_factory = self.mqtt = self.camera = self.capture = None
+        self._processing = self.store = None
+
+    @staticmethod
+    def _join_capture(capture: CaptureThread, timeout: float) -> None:
+        if not capture.join(timeout):
+            log.error("the capture thread did not stop within %.1f s", timeout)
+
+    def _join_processing(self, timeout: float) -> None:
+        assert self._processing is not None
+        self._processing.join(timeout)
+        if self._processing.is_alive():
+            log.error("the processing loop did not stop within %.1f s", timeout)
 
 
 def install_signal_handlers(daemon: Daemon) -> None:
@@ -350,11 +401,15 @@ def run(config_path: Path, *, log_level: str | None = None) -> int:
     config = load_config(config_path)
     logging.getLogger().setLevel((log_level or config.logging.level).upper())
     daemon = Daemon(config, config_path=config_path)
+    daemon.log_level_given = log_level
     install_signal_handlers(daemon)
     try:
         daemon.start()
         daemon.wait()
     finally:
         daemon.stop()
+    if daemon.failure:
+        log.error("stopped: %s", daemon.failure)
+        return 1
     log.info("stopped")
     return 0

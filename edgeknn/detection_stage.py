@@ -9,6 +9,7 @@ stop being seen, one message with an empty ``objects`` list says so.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeknn.errors import ImageError
 from edgeknn.images import crop_region
 from edgeknn.results import Detection
 
@@ -59,12 +61,19 @@ class DetectionStage:
         self._engine = engine
         self._gate = RateGate(every_n_frames, max_rate, clock)
         self._saw_objects = False
+        # The interpreter is not thread-safe: the processing loop detects, and a
+        # teach on "largest_object" (MQTT or button thread) detects too.
+        self._lock = threading.Lock()
         self.runs = 0
         self.seconds = 0.0
 
+    def _detect(self, image: np.ndarray) -> list[Detection]:
+        with self._lock:
+            return self.detector.detect(image)
+
     def detect(self, image: np.ndarray) -> list[Detection]:
         started = time.perf_counter()
-        found = self.detector.detect(image)
+        found = self._detect(image)
         if self._engine is not None and self._engine.store.counts():
             found = [self._classified(image, d) for d in found]
         self.runs += 1
@@ -72,7 +81,10 @@ class DetectionStage:
         return found
 
     def _classified(self, image: np.ndarray, detection: Detection) -> Detection:
-        crop = crop_region(image, detection.box_px)
+        try:
+            crop = crop_region(image, detection.box_px)
+        except ImageError:  # a box thinner than a pixel: publish it, unclassified
+            return detection
         _, prediction = self._engine.embed_and_predict(crop)
         return replace(detection, classification=prediction)
 
@@ -88,5 +100,5 @@ class DetectionStage:
 
     def largest_object(self, image: np.ndarray) -> tuple[int, int, int, int] | None:
         """The pixel box of the largest detected object, for teaching on crops."""
-        best = largest(self.detector.detect(image))
+        best = largest(self._detect(image))
         return best.box_px if best else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,9 @@ def fingerprint_of(model_sha256: str, tensor: str) -> str:
 
 
 def quantize_input(image: np.ndarray, dtype: type, scale: float, zero_point: int) -> np.ndarray:
-    """Map uint8 pixels to a model's input type (pure; shared by embedder and detector)."""
+    """Map uint8 pixels to a classifier's input type, for inputs normalised to [-1, 1]
+    as MobileNet classifiers are trained (pure).  Detectors have their own
+    convention (detector.input_array): EfficientDet-Lite takes 0..255."""
     if dtype == np.float32:
         return ((image.astype(np.float32) - INPUT_MEAN) / INPUT_STD)[None]
     if not scale or (abs(scale * INPUT_STD - 1) < 1e-2 and abs(zero_point - INPUT_MEAN) <= 1):
@@ -110,6 +113,11 @@ class Embedder:
         )
 
     @property
+    def interpreter(self) -> Any:
+        """The underlying interpreter (for benchmarks that time invoke alone)."""
+        return self._interp
+
+    @property
     def input_size(self) -> tuple[int, int]:
         return self.info.input_size
 
@@ -123,9 +131,12 @@ class Embedder:
     def embed_fitted(self, fitted: np.ndarray) -> np.ndarray:
         """Embed an image already at the model's input size."""
         scale, zp = self._input_q
-        self._interp.set_tensor(self._input_index, quantize_input(fitted, self._input_dtype, scale, zp))
-        self._interp.invoke()
-        raw = self._interp.get_tensor(self._out_index).reshape(-1)
+        try:
+            self._interp.set_tensor(self._input_index, quantize_input(fitted, self._input_dtype, scale, zp))
+            self._interp.invoke()
+            raw = self._interp.get_tensor(self._out_index).reshape(-1)
+        except (RuntimeError, ValueError) as exc:  # e.g. a USB Edge TPU unplugged mid-run
+            raise ModelError(f"embedder ({self.info.backend}) failed to run: {exc}") from None
         scale, zp = self._out_q
         vec = (raw.astype(np.float32) - zp) * scale if scale else raw.astype(np.float32)
         norm = float(np.linalg.norm(vec))

@@ -1,8 +1,7 @@
 """The in-memory search matrix: float16 unit vectors with their ids and class codes.
 
-Rows live in fixed-size blocks, so growing never copies the matrix and never
-reserves more than one block beyond what is used (a doubling array would
-hold up to twice the memory).  Removal moves the last row into the hole, so
+Rows live in fixed-size blocks, so growing never copies the matrix (a
+doubling array would copy it, touching twice the memory while it does).  Removal moves the last row into the hole, so
 add and remove are O(1); running per-class sums give the class means.
 """
 
@@ -13,7 +12,9 @@ import numpy as np
 from edgeknn.search import similarities
 
 DTYPE = np.float16
-BLOCK = 8192  # rows per block: 16 MB at 1024-d
+# Rows per block: 64 MB of address space at 1024-d, but pages are backed by
+# memory only once rows are written, so a new block costs nothing until used.
+BLOCK = 32768
 
 
 class Matrix:

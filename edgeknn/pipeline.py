@@ -90,6 +90,7 @@ class CaptureThread:
         self._slot = slot
         self._stop = stop
         self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
+        self.crashed: BaseException | None = None  # set when the thread died of a bug
 
     def start(self) -> None:
         self._thread.start()
@@ -106,6 +107,9 @@ class CaptureThread:
                     break
                 self._slot.put(Frame(image, index, time.monotonic(), time.time()))
                 index += 1
+        except Exception as exc:  # a bug (camera errors are retried below us): stop, loudly
+            log.exception("capture crashed")
+            self.crashed = exc
         finally:
             self._slot.end()
 
@@ -169,12 +173,43 @@ class Processed:
     published: bool
 
 
+class ErrorLog:
+    """Logs a recurring error when it first happens and then at most every ``interval``
+    seconds with a count, so a fault on every frame does not flood the journal."""
+
+    def __init__(self, interval: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = interval
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+        self.count = 0
+
+    def error(self, key: str, message: str, *, trace: bool = False) -> None:
+        self.count += 1
+        now = self._clock()
+        if now - self._last.get(key, float("-inf")) < self._interval:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return
+        more = self._suppressed.pop(key, 0)
+        self._last[key] = now
+        suffix = f" ({more} more since the last report)" if more else ""
+        log.error("%s%s", message, suffix, exc_info=trace)
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    smoothing: int
+    prediction_interval: float
+
+
 class Processor:
     """Embeds, predicts, smooths and publishes one frame at a time.
 
     ``engine`` is the shared embedder/store access (see teacher.Engine);
     ``announce`` publishes a prediction; ``after_frame`` hooks (detector, LEDs)
-    get every processed frame.
+    get every processed frame.  Other threads change it only through
+    :meth:`reset` and :meth:`configure`, which the processing thread applies
+    between frames.
     """
 
     def __init__(self, engine, *, smoothing: int, prediction_interval: float,
@@ -187,10 +222,35 @@ class Processor:
         self._announce = announce
         self._after = after_frame or []
         self._clock = clock
+        self._pending_lock = threading.Lock()
+        self._pending_reset = False
+        self._pending_settings: LoopSettings | None = None
+        self.errors = ErrorLog()
         self.timings = Timings()
         self.processed = 0
 
+    def reset(self) -> None:
+        """Forget the smoothing history (the store changed under it); any thread."""
+        with self._pending_lock:
+            self._pending_reset = True
+
+    def configure(self, settings: LoopSettings) -> None:
+        """New smoothing window and publishing interval (SIGHUP); any thread."""
+        with self._pending_lock:
+            self._pending_settings = settings
+
+    def _apply_pending(self) -> None:
+        with self._pending_lock:
+            reset, self._pending_reset = self._pending_reset, False
+            settings, self._pending_settings = self._pending_settings, None
+        if settings is not None:
+            self._smoother = Smoother(settings.smoothing)
+            self._gate = PublishGate(settings.prediction_interval, self._clock)
+        elif reset:
+            self._smoother.reset()
+
     def process(self, frame: Frame) -> Processed:
+        self._apply_pending()
         started = self._clock()
         embedding, raw = self._engine.embed_and_predict(frame.image)
         self.timings.record((self._clock() - started) * 1e3, self._clock())
@@ -202,12 +262,16 @@ class Processor:
         done = Processed(frame, embedding, shown, published)
         self.processed += 1
         for hook in self._after:
-            hook(done)
+            # Hooks drive outputs beside the prediction (detector, LEDs): one failing
+            # must not stop classification, so even a bug is reported (with its
+            # trace, at most once a minute) and counted, not raised.
+            try:
+                hook(done)
+            except Exception as exc:
+                name = getattr(hook, "__qualname__", "hook")
+                self.errors.error(name, f"frame {frame.index}: {name}: {exc}",
+                                  trace=not isinstance(exc, EdgeKnnError))
         return done
-
-    def reset(self) -> None:
-        """Forget the smoothing history (after the store changed under it)."""
-        self._smoother.reset()
 
     def run(self, slot: FrameSlot, stop: threading.Event, heartbeat: Callable[[], None]) -> None:
         """Process frames until ``stop`` is set or the source ends; ``heartbeat`` feeds the watchdog."""
@@ -223,4 +287,4 @@ class Processor:
                 self.process(frame)
             except EdgeKnnError as exc:
                 # A bad frame or a refused store operation is reported, not fatal.
-                log.error("frame %d: %s", frame.index, exc)
+                self.errors.error(type(exc).__name__, f"frame {frame.index}: {exc}")

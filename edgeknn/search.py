@@ -20,8 +20,10 @@ except ImportError:  # optional speed-up; numpy gives the same numbers
 
 THREADS = os.cpu_count() or 1
 CHUNK = 8192
-# Below this many rows, thread start-up costs more than it saves.
-THREADED_ROWS = 4096
+# Below this many rows a second thread costs more than it saves, and on a busy
+# 2-core device (the model's threads run too) waiting for it can take a whole
+# scheduler slice: 10k rows take 0.8 ms on one thread, up to 8 ms on two.
+THREADED_ROWS = 32768
 
 
 def similarities(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:

@@ -19,6 +19,7 @@ itself from the JPEG thumbnail kept with every example.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import threading
@@ -27,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -38,10 +40,12 @@ from edgeknn.errors import (
     UnknownExample,
     UnknownLabel,
 )
+from edgeknn.images import encode_jpeg
 from edgeknn.labels import validate_label
 from edgeknn.matrix import DTYPE, Matrix
 from edgeknn.results import Prediction
 
+THUMBNAIL_SIDE = 256  # px, longest side: enough to re-embed at 224
 FORMAT = "edgeknn-store"
 VERSION = "1"
 
@@ -82,9 +86,12 @@ class StoreInfo:
 class Store:
     """Labelled examples.  Thread-safe: one lock around the database and the matrix."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+    def __init__(self, path: Path, conn: sqlite3.Connection, *, readonly: bool = False,
+                 writer_lock: BinaryIO | None = None) -> None:
         self.path = path
+        self.readonly = readonly
         self._conn = conn
+        self._writer_lock = writer_lock
         self._lock = threading.RLock()
         self.fingerprint: str | None = self._meta("fingerprint")
         dim = self._meta("dim")
@@ -97,15 +104,42 @@ class Store:
     # ----- opening ---------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | Path, *, create: bool = True) -> Store:
-        """Open (or create) a store file; a file that is not a store is StoreCorrupt."""
+    def open(cls, path: str | Path, *, create: bool = True, readonly: bool = False) -> Store:
+        """Open (or create) a store file; a file that is not a store is StoreCorrupt.
+
+        One process at a time may write a store (the service, or a command): a
+        second writer is refused with a clear error, because each keeps its own
+        search matrix in memory.  ``readonly`` opens never conflict and never write.
+        """
         path = Path(path)
         if not path.exists():
-            if not create:
+            if not create or readonly:
                 raise StoreError(f"store {path} does not exist; teach it first: edgeknn teach DIR --store {path}")
             path.parent.mkdir(parents=True, exist_ok=True)
         elif path.is_dir():
             raise StoreError(f"store {path} is a directory; --store takes a file path")
+        if readonly:
+            return cls._open_readonly(path)
+        lock = _writer_lock(path)
+        try:
+            return cls._open_writable(path, lock)
+        except BaseException:
+            lock.close()
+            raise
+
+    @classmethod
+    def _open_readonly(cls, path: Path) -> Store:
+        try:
+            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                                   check_same_thread=False, isolation_level=None, timeout=10)
+            if _read_format(conn) != FORMAT:
+                raise StoreCorrupt(f"store {path} is not an edgeknn store")
+            return cls(path, conn, readonly=True)
+        except sqlite3.DatabaseError as exc:
+            raise StoreCorrupt(f"store {path} is damaged or not an edgeknn store ({exc})") from None
+
+    @classmethod
+    def _open_writable(cls, path: Path, lock: BinaryIO) -> Store:
         try:
             conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
             conn.execute("PRAGMA journal_mode=WAL")
@@ -120,7 +154,7 @@ class Store:
                 )
             elif fmt != FORMAT:
                 raise StoreCorrupt(f"store {path} is not an edgeknn store (format {fmt!r})")
-            return cls(path, conn)
+            return cls(path, conn, writer_lock=lock)
         except sqlite3.DatabaseError as exc:
             raise StoreCorrupt(f"store {path} is damaged or not an edgeknn store ({exc})") from None
 
@@ -156,6 +190,9 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+            if self._writer_lock is not None:
+                self._writer_lock.close()  # releases the flock
+                self._writer_lock = None
 
     def __enter__(self) -> Store:
         return self
@@ -168,6 +205,8 @@ class Store:
     def bind(self, fingerprint: str, dim: int) -> None:
         """Tie an empty store to an embedder, or check a used one matches it."""
         with self._lock:
+            if self.fingerprint is None and self.readonly:
+                return  # an unbound store is empty; nothing to check, nothing to write
             if self.fingerprint is None:
                 with _transaction(self._conn):
                     self._conn.executemany(
@@ -192,6 +231,7 @@ class Store:
     ) -> int:
         """Re-embed every example from its thumbnail with a new embedder, in one transaction."""
         with self._lock:
+            self._check_writable()
             rows = self._conn.execute("SELECT id, thumbnail FROM examples ORDER BY id").fetchall()
             missing = [i for i, t in rows if not t]
             if missing:
@@ -221,16 +261,20 @@ class Store:
         """Add one example; it is on disk (fsynced) when this returns its id."""
         return self.add_many([NewExample(label, embedding, thumbnail, source)])[0]
 
-    def add_many(self, examples: Iterable[NewExample]) -> list[int]:
-        """Add examples in one transaction: all are durable, or none."""
+    def add_many(self, examples: Iterable[NewExample], *, replace: bool = False) -> list[int]:
+        """Add examples in one transaction: all are durable, or none.  With ``replace``
+        every existing example is removed in the same transaction (import --replace)."""
         items = list(examples)
         with self._lock:
+            self._check_writable()
             if self._matrix is None or self.dim is None:
                 raise StoreError(f"store {self.path} is not bound to an embedder yet")
             rows = [(validate_label(e.label), _blob(e.embedding, self.dim), e.thumbnail, e.source) for e in items]
             now = time.time()
             ids: list[int] = []
             with _transaction(self._conn):
+                if replace:
+                    self._conn.execute("DELETE FROM examples")
                 for label, blob, thumb, source in rows:
                     cur = self._conn.execute(
                         "INSERT INTO examples (label, embedding, thumbnail, source, created) "
@@ -239,6 +283,9 @@ class Store:
                     )
                     assert cur.lastrowid is not None
                     ids.append(cur.lastrowid)
+            if replace:
+                self._matrix = Matrix(self.dim)
+                self._labels, self._code_of = [], {}
             for example_id, (label, blob, _, _) in zip(ids, rows, strict=True):
                 self._matrix.append(example_id, self._code(label), np.frombuffer(blob, dtype=DTYPE))
             return ids
@@ -246,6 +293,7 @@ class Store:
     def remove(self, example_id: int) -> str:
         """Remove one example; returns its label."""
         with self._lock:
+            self._check_writable()
             row = self._conn.execute("SELECT label FROM examples WHERE id = ?", (example_id,)).fetchone()
             if row is None:
                 raise UnknownExample(f"no example with id {example_id} in store {self.path}")
@@ -258,6 +306,7 @@ class Store:
     def clear_class(self, label: str) -> int:
         """Remove every example of a class; returns how many."""
         with self._lock:
+            self._check_writable()
             count = self.counts().get(label, 0)
             if not count:
                 raise UnknownLabel(f"no class {label!r} in store {self.path} ({self._known()})")
@@ -271,6 +320,7 @@ class Store:
     def clear(self) -> int:
         """Remove every example (the store stays bound to its embedder)."""
         with self._lock:
+            self._check_writable()
             count = len(self)
             with _transaction(self._conn):
                 self._conn.execute("DELETE FROM examples")
@@ -282,6 +332,7 @@ class Store:
     def rename(self, old: str, new: str) -> int:
         """Rename a class (merging into ``new`` if it exists); returns how many examples moved."""
         with self._lock:
+            self._check_writable()
             validate_label(new, "new label")
             count = self.counts().get(old, 0)
             if not count:
@@ -291,6 +342,10 @@ class Store:
             assert self._matrix is not None
             self._matrix.relabel(self._code_of[old], self._code(new))
             return count
+
+    def _check_writable(self) -> None:
+        if self.readonly:
+            raise StoreError(f"store {self.path} is open read-only")
 
     def _known(self) -> str:
         labels = sorted(self.counts())
@@ -308,12 +363,6 @@ class Store:
             m = self._matrix
             counts = np.bincount(m.codes[: m.n], minlength=len(self._labels))
             return {self._labels[c]: int(n) for c, n in enumerate(counts) if n}
-
-    def label_of(self, example_id: int) -> str:
-        row = self._conn.execute("SELECT label FROM examples WHERE id = ?", (example_id,)).fetchone()
-        if row is None:
-            raise UnknownExample(f"no example with id {example_id} in store {self.path}")
-        return row[0]
 
     def predict(
         self, embedding: np.ndarray, *, k: int = 3, method: str = "balanced", threshold: float = 0.0
@@ -384,9 +433,32 @@ class Store:
             NewExample(label, np.frombuffer(blob, dtype=DTYPE), thumb, source_name)
             for _, label, blob, thumb, source_name in source.iter_examples()
         ]
-        if replace:
-            self.clear()
-        return len(self.add_many(items))
+        return len(self.add_many(items, replace=replace))
+
+
+def _writer_lock(path: Path) -> BinaryIO:
+    """An exclusive advisory lock beside the store, held while it is open for writing."""
+    lock = open(f"{path}.lock", "a+b")  # noqa: SIM115 (held open until Store.close)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().decode(errors="replace").strip() or "?"
+        lock.close()
+        raise StoreError(
+            f"store {path} is in use by another edgeknn process (pid {holder}), e.g. the service; "
+            "teach the running service over MQTT or with its buttons, or stop it first"
+        ) from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(str(os.getpid()).encode())
+    lock.flush()
+    return lock
+
+
+def make_example(label: str, image: np.ndarray, embedding: np.ndarray, source: str) -> NewExample:
+    """An example with its JPEG thumbnail, which lets the store be re-embedded later."""
+    return NewExample(label, embedding, encode_jpeg(image, THUMBNAIL_SIDE), source)
 
 
 def _blob(embedding: np.ndarray, dim: int) -> bytes:

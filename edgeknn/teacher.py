@@ -22,11 +22,10 @@ from edgeknn.embedder import Embedder
 from edgeknn.errors import CameraError, EdgeKnnError
 from edgeknn.images import crop_region, encode_jpeg
 from edgeknn.results import Frame, Prediction
-from edgeknn.store import NewExample, Store
+from edgeknn.store import Store, make_example
 
 log = logging.getLogger(__name__)
 
-THUMBNAIL_SIDE = 256
 FRAME_WAIT = 5.0  # seconds to wait for a new camera frame when teaching from the camera
 
 
@@ -93,10 +92,7 @@ class Teacher:
             else:
                 images = [self._target_region(f.image, target) for f in self._next_frames(count)]
                 source = "camera"
-            examples = [
-                NewExample(label, self._engine.embed(img), encode_jpeg(img, THUMBNAIL_SIDE), source)
-                for img in images
-            ]
+            examples = [make_example(label, img, self._engine.embed(img), source) for img in images]
             ids = self._engine.store.add_many(examples)
         counts = self._changed()
         log.info("taught %d example(s) of %r (%s, %s)", len(ids), label, source, target)

@@ -37,6 +37,11 @@ def run(capsys, *argv):
     return code, out, err
 
 
+def counts(path):
+    with Store.open(path, readonly=True) as store:
+        return store.counts()
+
+
 def error_lines(err):
     return [line for line in err.splitlines() if line.startswith("edgeknn: error:")]
 
@@ -90,13 +95,13 @@ def test_predict_says_unknown_below_the_threshold(capsys, pets, tmp_path):
 def test_limit_per_class(capsys, pets, tmp_path):
     store = tmp_path / "s.db"
     run(capsys, "teach", str(pets), "--store", str(store), "--limit-per-class", "1")
-    assert Store.open(store).counts() == {"cat": 1, "dog": 1, "hotdog": 1}
+    assert counts(store) == {"cat": 1, "dog": 1, "hotdog": 1}
 
 
 def test_store_can_be_set_by_environment(capsys, pets, tmp_path, monkeypatch):
     monkeypatch.setenv("EDGEKNN_STORE", str(tmp_path / "env.db"))
     run(capsys, "teach", str(pets))
-    assert Store.open(tmp_path / "env.db").counts()["hotdog"] == 2
+    assert counts(tmp_path / "env.db")["hotdog"] == 2
 
 
 # ----- bad input: one clear line, non-zero exit, no damage ------------------------
@@ -110,7 +115,7 @@ def taught(capsys, pets, tmp_path):
 
 
 def assert_untouched(store):
-    assert Store.open(store).counts() == {"cat": 1, "dog": 1, "hotdog": 2}
+    assert counts(store) == {"cat": 1, "dog": 1, "hotdog": 2}
 
 
 def test_a_non_image_file_is_named(capsys, taught, tmp_path):

@@ -16,24 +16,39 @@ def vec(seed):
     return v / np.linalg.norm(v)
 
 
+OPENED: list[Store] = []
+
+
+def open_store(path, **options):
+    """Store.open, closed after the test (a writer holds its lock until closed)."""
+    OPENED.append(Store.open(path, **options))
+    return OPENED[-1]
+
+
+@pytest.fixture(autouse=True)
+def _close_stores():
+    yield
+    while OPENED:
+        OPENED.pop().close()
+
+
 @pytest.fixture
 def store(tmp_path):
-    s = Store.open(tmp_path / "store.db")
+    s = open_store(tmp_path / "store.db")
     s.bind("model-a", DIM)
-    yield s
-    s.close()
+    return s
 
 
 def reopen(s):
     s.close()
-    return Store.open(s.path)
+    return open_store(s.path)
 
 
 def test_an_added_example_is_there_after_reopening(store):
     example_id = store.add("mug", vec(1), b"thumb")
     store = reopen(store)
     assert store.counts() == {"mug": 1}
-    assert store.label_of(example_id) == "mug"
+    assert [(i, label) for i, label, *_ in store.iter_examples()] == [(example_id, "mug")]
     assert store.predict(vec(1)).label == "mug"
 
 
@@ -105,10 +120,10 @@ def test_a_store_from_another_model_is_refused_with_the_fix(store):
 
 
 def test_an_empty_store_binds_to_the_first_embedder(tmp_path):
-    s = Store.open(tmp_path / "s.db")
+    s = open_store(tmp_path / "s.db")
     s.bind("model-x", 8)
     s.close()
-    assert Store.open(tmp_path / "s.db").fingerprint == "model-x"
+    assert open_store(tmp_path / "s.db").fingerprint == "model-x"
 
 
 def test_reembed_replaces_every_embedding_and_the_fingerprint(store):
@@ -132,7 +147,7 @@ def test_export_then_import_carries_everything(store, tmp_path):
     exported = tmp_path / "backup.edgeknn"
     assert store.export(exported) == 2
     assert not (tmp_path / "backup.edgeknn-wal").exists()  # one portable file
-    target = Store.open(tmp_path / "other.db")
+    target = open_store(tmp_path / "other.db")
     with Store.open(exported, create=False) as source:
         assert target.import_from(source) == 2
     assert target.fingerprint == "model-a"
@@ -141,7 +156,7 @@ def test_export_then_import_carries_everything(store, tmp_path):
 
 
 def test_import_from_another_model_is_refused(store, tmp_path):
-    other = Store.open(tmp_path / "other.db")
+    other = open_store(tmp_path / "other.db")
     other.bind("model-b", DIM)
     other.add("x", vec(1))
     with pytest.raises(FingerprintMismatch):
@@ -207,7 +222,7 @@ def test_the_matrix_spans_several_blocks(tmp_path, monkeypatch):
     import edgeknn.matrix as matrix
 
     monkeypatch.setattr(matrix, "BLOCK", 7)
-    s = Store.open(tmp_path / "s.db")
+    s = open_store(tmp_path / "s.db")
     s.bind("m", DIM)
     ids = s.add_many([NewExample(f"c{i % 3}", vec(i)) for i in range(30)])
     for example_id in ids[::4]:
@@ -220,3 +235,38 @@ def test_the_matrix_spans_several_blocks(tmp_path, monkeypatch):
 def test_memory_is_float16(store):
     store.add_many([NewExample("a", vec(i)) for i in range(100)])
     assert store.info().dtype == "float16"
+
+
+def test_a_second_writer_is_refused_while_readers_are_welcome(store):
+    store.add("a", vec(1))
+    with pytest.raises(StoreError, match="in use by another edgeknn process"):
+        Store.open(store.path)
+    with Store.open(store.path, readonly=True) as reader:
+        assert reader.counts() == {"a": 1}
+        with pytest.raises(StoreError, match="read-only"):
+            reader.add("b", vec(2))
+    store.close()
+    Store.open(store.path).close()  # free again once the writer closed
+
+
+def test_import_replace_swaps_everything_in_one_transaction(store, tmp_path):
+    store.add_many([NewExample("old", vec(i)) for i in range(3)])
+    other = open_store(tmp_path / "other.db")
+    other.bind("model-a", DIM)
+    other.add("new", vec(9))
+    other.close()
+    with Store.open(tmp_path / "other.db", readonly=True) as source:
+        assert store.import_from(source, replace=True) == 1
+    assert store.counts() == {"new": 1}
+    assert reopen(store).counts() == {"new": 1}
+
+
+def test_a_readonly_open_leaves_an_exported_file_untouched(store, tmp_path):
+    store.add("a", vec(1))
+    exported = tmp_path / "backup.edgeknn"
+    store.export(exported)
+    before = exported.read_bytes()
+    with Store.open(exported, readonly=True) as source:
+        assert source.counts() == {"a": 1}
+    assert exported.read_bytes() == before
+    assert not (tmp_path / "backup.edgeknn-wal").exists()

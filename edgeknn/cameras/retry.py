@@ -101,6 +101,10 @@ class RetryingCamera:
             except CameraError as exc:
                 self._fail(str(exc))
                 continue
+            except Exception as exc:  # a driver or conversion fault: as good as a failed read
+                log.exception("%s: unexpected error", self.name)
+                self._fail(f"{self.name}: {type(exc).__name__}: {exc}")
+                continue
             self.backoff.reset()
             self._report(True, f"{self.name}: delivering frames")
             return frame

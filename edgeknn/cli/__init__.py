@@ -28,6 +28,7 @@ from edgeknn.cli import (  # noqa: E402
 )
 from edgeknn.errors import EdgeKnnError
 
+LOG_LEVELS = ["debug", "info", "warning", "error"]
 COMMAND_MODULES = (run, teach, eval_cmd, store_cmd, models_cmd, detect, config_cmd, doctor, bench)
 
 EPILOG = """examples:
@@ -48,12 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"edgeknn {__version__}")
     parser.add_argument(
-        "--log-level", default=None, choices=["debug", "info", "warning", "error"],
+        "--log-level", default=None, choices=LOG_LEVELS,
         help="log verbosity (default: warning; for `run`, the config's logging.level)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in COMMAND_MODULES:
         module.register(sub)
+    for command in sub.choices.values():  # also after the command: edgeknn run --log-level debug
+        command.add_argument("--log-level", default=argparse.SUPPRESS, choices=LOG_LEVELS,
+                             help="log verbosity (as before the command)")
     return parser
 
 

@@ -9,7 +9,30 @@ from pathlib import Path
 EPILOG = """examples:
   edgeknn bench store                         # 1k, 10k and 100k examples of 1024-d
   edgeknn bench store --sizes 1000 10000 --json
-  edgeknn bench pipeline --frames 300
+  edgeknn bench pipeline --seconds 30
+  edgeknn bench pipeline --frames ~/photos/kitchen --detector
+
+See `edgeknn bench KIND --help` for each benchmark's options.
+"""
+
+STORE_EPILOG = """examples:
+  edgeknn bench store                         # 1k, 10k and 100k examples of 1024-d
+  edgeknn bench store --sizes 1000 10000 --json
+  edgeknn bench store --dim 1280 --dir /var/lib/edgeknn   # the disk the daemon uses
+
+Embeddings are random unit vectors; each example carries a thumbnail-sized
+blob, so the disk work is realistic.
+"""
+
+PIPELINE_EPILOG = """examples:
+  edgeknn bench pipeline
+  edgeknn bench pipeline --seconds 30 --json
+  edgeknn bench pipeline --frames ~/photos/kitchen --original-size
+  edgeknn bench pipeline --detector --detector-accelerator cpu
+
+Runs the real daemon on replayed frames with a private MQTT broker, and
+reports the interpreter's raw invoke rate beside the end-to-end rate and the
+capture-to-MQTT latency.
 """
 
 
@@ -20,26 +43,41 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     kinds = p.add_subparsers(dest="kind", metavar="KIND", required=True)
-    s = kinds.add_parser("store", help="predict latency, memory, add throughput")
-    s.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000])
-    s.add_argument("--dim", type=int, default=1024)
-    s.add_argument("--dir", type=Path, default=None, help="where the temporary stores go")
-    s.add_argument("--json", action="store_true")
+    s = kinds.add_parser(
+        "store", help="predict latency, memory, add throughput",
+        description="Fill temporary stores of each size and measure predict latency, memory\n"
+        "and add throughput.",
+        epilog=STORE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    s.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000], metavar="N",
+                   help="store sizes to measure, in examples (default: 1000 10000 100000)")
+    s.add_argument("--dim", type=int, default=1024,
+                   help="embedding dimension (default: 1024, MobileNet v1's)")
+    s.add_argument("--dir", type=Path, default=None,
+                   help="where the temporary stores go (default: the system's temp dir)")
+    s.add_argument("--json", action="store_true", help="print the results as one JSON list")
     s.set_defaults(func=bench_store)
 
-    p = kinds.add_parser("pipeline", help="raw invoke rate vs end-to-end rate, capture-to-MQTT latency")
-    p.add_argument("--frames", type=Path, default=None,
+    p = kinds.add_parser(
+        "pipeline", help="raw invoke rate vs end-to-end rate, capture-to-MQTT latency",
+        description="Run the daemon on replayed frames and measure its throughput and latency.",
+        epilog=PIPELINE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--frames", type=Path, default=None, metavar="DIR",
                    help="image folder to replay (default: ../shared/data/images/imprinting beside the repo)")
-    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--seconds", type=float, default=10.0,
+                   help="how long to measure the end-to-end rate (default: 10)")
     p.add_argument("--threads", type=int, default=0, help="embedder CPU threads (default: all cores)")
     p.add_argument("--detector", action="store_true", help="run the detector beside the embedder")
     p.add_argument("--detector-accelerator", choices=["auto", "cpu", "edgetpu"], default="auto",
-                   help="put the detector on the CPU to keep the Edge TPU for the embedder")
+                   help="where the detector runs; cpu keeps the Edge TPU for the embedder (default: auto)")
     p.add_argument("--original-size", action="store_true",
                    help="replay frames at their own size (the resize is then part of the pipeline); "
                    "default: at the model's input size, as the Pi camera's ISP delivers them")
-    p.add_argument("--models-dir", type=Path, default=None)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--models-dir", type=Path, default=None, metavar="DIR",
+                   help="where models live, fetched there if missing "
+                   "(default: $EDGEKNN_MODELS_DIR, else ~/.local/share/edgeknn/models)")
+    p.add_argument("--json", action="store_true", help="print the results as one JSON object")
     p.set_defaults(func=bench_pipeline)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from edgeknn.embedder import Embedder
 from edgeknn.engines import build_embedder
+from edgeknn.images import RESIZE_POLICIES
 from edgeknn.paths import default_store
 from edgeknn.runtime import ACCELERATORS
 from edgeknn.store import Store
@@ -20,18 +21,29 @@ def add_store_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_embedder_args(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("embedder")
+def add_model_args(parser: argparse.ArgumentParser, what: str, default_resize: str) -> argparse._ArgumentGroup:
+    """The options every model takes, in a group titled ``what`` ("embedder", "detector").
+
+    Returns the group so a caller can add the options only its kind of model has.
+    """
+    g = parser.add_argument_group(what)
     g.add_argument("--model", default=None,
-                   help="embedder: a manifest name or a .tflite path (default: the manifest's default)")
-    g.add_argument("--embedding-tensor", default=None,
-                   help="tensor to read the embedding from (default: the manifest's, else the output)")
+                   help=f"a manifest name or a .tflite path (default: the manifest's default {what})")
+    g.add_argument("--edgetpu-model", default=None,
+                   help="its Edge TPU compilation (default: the manifest's, if any)")
     g.add_argument("--accelerator", choices=ACCELERATORS, default="auto",
                    help="auto: Edge TPU if present, else CPU (default: auto)")
     g.add_argument("--device", default=None, help="Edge TPU device: usb, usb:0, pci:0")
     g.add_argument("--threads", type=int, default=0, help="CPU threads (default: all cores)")
-    g.add_argument("--resize", choices=["center-crop", "squash"], default="center-crop",
-                   help="how frames are fitted to the model input (default: center-crop)")
+    g.add_argument("--resize", choices=RESIZE_POLICIES, default=default_resize,
+                   help=f"how frames are fitted to the model input (default: {default_resize})")
+    return g
+
+
+def add_embedder_args(parser: argparse.ArgumentParser) -> None:
+    g = add_model_args(parser, "embedder", default_resize="center-crop")
+    g.add_argument("--embedding-tensor", default=None,
+                   help="tensor to read the embedding from (default: the manifest's, else the output)")
 
 
 def store_path(args: argparse.Namespace) -> Path:
@@ -44,8 +56,8 @@ def open_store(args: argparse.Namespace, *, create: bool = True) -> Store:
 
 def embedder_from_args(args: argparse.Namespace) -> Embedder:
     return build_embedder(
-        args.model, embedding_tensor=args.embedding_tensor, accelerator=args.accelerator,
-        device=args.device, threads=args.threads, resize=args.resize,
+        args.model, edgetpu_model=args.edgetpu_model, embedding_tensor=args.embedding_tensor,
+        accelerator=args.accelerator, device=args.device, threads=args.threads, resize=args.resize,
     )
 
 

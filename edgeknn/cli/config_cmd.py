@@ -10,27 +10,69 @@ from edgeknn.config import DEFAULT_PATH, Config, example_text, load_config
 from edgeknn.config.validate import expected, rule_of, shown, walk
 from edgeknn.errors import ConfigError
 
+EPILOG = """examples:
+  edgeknn config check /etc/edgeknn/config.toml
+  edgeknn config example > config.toml
+  edgeknn config keys | grep detector
+
+See `edgeknn config ACTION --help` for each action.
+"""
+
+CHECK_EPILOG = f"""examples:
+  edgeknn config check                         # {DEFAULT_PATH}
+  edgeknn config check ./config.toml
+  EDGEKNN_MQTT_HOST=broker.lan edgeknn config check ./config.toml
+
+Environment overrides (EDGEKNN_MQTT_HOST, EDGEKNN_MQTT_PASSWORD) apply as in
+`edgeknn run`.
+"""
+
+EXAMPLE_EPILOG = """examples:
+  edgeknn config example > config.toml
+  edgeknn config example | sudo tee /etc/edgeknn/config.toml
+
+Every key is shown at its default: change what you need, delete the rest.
+"""
+
+KEYS_EPILOG = """examples:
+  edgeknn config keys
+  edgeknn config keys | grep -A1 '^gpio'
+"""
+
 
 def register(sub: argparse._SubParsersAction) -> None:
+    raw = argparse.RawDescriptionHelpFormatter
     parser = sub.add_parser(
         "config", help="check a config file, or print the documented example",
         description="Check an edgeknn config file, or print the example with every key.",
+        epilog=EPILOG, formatter_class=raw,
     )
     commands = parser.add_subparsers(dest="config_command", metavar="ACTION", required=True)
 
     check = commands.add_parser(
         "check", help="validate a config file (with the environment overrides) and exit",
-        description="Validate FILE as `edgeknn run` would, without opening cameras, models "
+        description="Validate FILE as `edgeknn run` would, without opening cameras, models\n"
         "or brokers.  Prints 'FILE: ok' (exit 0) or one line per problem (exit 2).",
+        epilog=CHECK_EPILOG, formatter_class=raw,
     )
-    check.add_argument("file", type=Path, nargs="?", default=DEFAULT_PATH,
+    check.add_argument("file", type=Path, nargs="?", default=DEFAULT_PATH, metavar="FILE",
                        help=f"the config file (default: {DEFAULT_PATH})")
     check.set_defaults(func=run_check)
 
-    example = commands.add_parser("example", help="print the example config, every key documented")
+    example = commands.add_parser(
+        "example", help="print the example config, every key documented",
+        description="Print a complete config file: every key at its default, with a comment\n"
+        "saying what it does.",
+        epilog=EXAMPLE_EPILOG, formatter_class=raw,
+    )
     example.set_defaults(func=run_example)
 
-    keys = commands.add_parser("keys", help="list every key with its type, range and default")
+    keys = commands.add_parser(
+        "keys", help="list every key with its type, range and default",
+        description="List every config key path with its type, allowed values, default and\n"
+        "what it does.",
+        epilog=KEYS_EPILOG, formatter_class=raw,
+    )
     keys.set_defaults(func=run_keys)
 
 

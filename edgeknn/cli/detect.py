@@ -7,11 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edgeknn.annotations import load_annotations, with_size
-from edgeknn.cli.common import Progress
+from edgeknn.annotations import AnnotatedImage, load_annotations, with_size
+from edgeknn.cli.common import Progress, add_model_args
 from edgeknn.detection_eval import (
     CocoMetrics,
     GroundTruthBox,
+    LabelMatch,
     ScoredBox,
     evaluate,
     match_labels,
@@ -19,9 +20,8 @@ from edgeknn.detection_eval import (
 )
 from edgeknn.detector import Detector
 from edgeknn.engines import build_detector
-from edgeknn.images import RESIZE_POLICIES, load_image
+from edgeknn.images import load_image
 from edgeknn.mqtt.payloads import detection_dict
-from edgeknn.runtime import ACCELERATORS
 
 DETECT_EPILOG = """examples:
   edgeknn detect photo.jpg
@@ -36,7 +36,8 @@ EVAL_EPILOG = """examples:
   edgeknn eval-detector raccoon/images raccoon/annotations --class-agnostic
   edgeknn eval-detector fruit/images fruit/annotations --model ssd_coco.tflite \\
       --labels coco_labels.txt --json
-  edgeknn eval-detector imgs labels.csv --class-map Abyssinian=cat --class-map Bengal=cat
+  edgeknn eval-detector imgs labels.csv --class-map Abyssinian=cat \\
+      --class-map Bengal=cat
 
 ANNOTATIONS is a folder of Pascal VOC .xml files or a CSV file with the header
 filename,width,height,class,xmin,ymin,xmax,ymax.  Annotation classes are matched
@@ -53,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run the object detector on image files and print what it finds.",
         epilog=DETECT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files to look at")
     p.add_argument("--threshold", type=float, default=0.5, help="minimum score (default 0.5)")
     p.add_argument("--max-detections", type=int, default=10, help="per image (default 10)")
     p.add_argument("--allow", nargs="+", default=None, metavar="LABEL",
@@ -81,19 +82,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def add_detector_args(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("detector")
-    g.add_argument("--model", default=None,
-                   help="a manifest name or a .tflite path (default: the manifest's detector)")
+    g = add_model_args(parser, "detector", default_resize="squash")
     g.add_argument("--labels", default=None,
                    help="label file: a manifest name or a path (default: the model's)")
-    g.add_argument("--edgetpu-model", default=None,
-                   help="its Edge TPU compilation (default: the manifest's, if any)")
-    g.add_argument("--accelerator", choices=ACCELERATORS, default="auto",
-                   help="auto: Edge TPU if present, else CPU (default: auto)")
-    g.add_argument("--device", default=None, help="Edge TPU device: usb, usb:0, pci:0")
-    g.add_argument("--threads", type=int, default=0, help="CPU threads (default: all cores)")
-    g.add_argument("--resize", choices=RESIZE_POLICIES, default="squash",
-                   help="how frames are fitted to the model input (default: squash)")
 
 
 def _detector_from_args(args: argparse.Namespace, **options: Any) -> Detector:
@@ -144,20 +135,7 @@ def run_eval_detector(args: argparse.Namespace) -> int:
     match, unmatched = match_labels(
         sorted(detector.labels.labels), classes, class_map, class_agnostic=args.class_agnostic
     )
-    truth: list[GroundTruthBox] = []
-    found: list[ScoredBox] = []
-    progress = Progress("detect", len(items))
-    for index, item in enumerate(items):
-        frame = load_image(item.path)
-        height, width = frame.shape[:2]
-        item = with_size(item, width, height)
-        for obj in item.objects:
-            truth.append(GroundTruthBox(index, match.classes[obj.label], obj.box, obj.difficult))
-        for d in detector.detect(frame):  # labels matching no class are counted, then left out
-            b = d.box
-            box = (b.xmin * width, b.ymin * height, b.xmax * width, b.ymax * height)
-            found.append(ScoredBox(index, match.detections.get(d.label, d.label), d.score, box))
-        progress.update(index + 1)
+    truth, found = detect_annotated(detector, items, match, Progress("detect", len(items)))
     metrics = evaluate(range(len(items)), truth, found)
     if args.json:
         print(json.dumps({
@@ -168,6 +146,28 @@ def run_eval_detector(args: argparse.Namespace) -> int:
     else:
         print_report(args, detector, metrics, unmatched)
     return 0
+
+
+def detect_annotated(
+    detector: Detector, items: list[AnnotatedImage], match: LabelMatch, progress: Progress | None = None,
+) -> tuple[list[GroundTruthBox], list[ScoredBox]]:
+    """Run the detector on every annotated image: ground truth and detections, in pixels,
+    with class names matched, each box's image named by its index in ``items``."""
+    truth: list[GroundTruthBox] = []
+    found: list[ScoredBox] = []
+    for index, item in enumerate(items):
+        frame = load_image(item.path)
+        height, width = frame.shape[:2]
+        item = with_size(item, width, height)
+        for obj in item.objects:
+            truth.append(GroundTruthBox(index, match.classes[obj.label], obj.box, obj.difficult))
+        for d in detector.detect(frame):  # labels matching no class are counted, then left out
+            b = d.box
+            box = (b.xmin * width, b.ymin * height, b.xmax * width, b.ymax * height)
+            found.append(ScoredBox(index, match.detections.get(d.label, d.label), d.score, box))
+        if progress is not None:
+            progress.update(index + 1)
+    return truth, found
 
 
 def _num(value: float | None) -> str:

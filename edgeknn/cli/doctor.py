@@ -198,8 +198,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add this group's parser(s) to the edgeknn command line."""
     parser = sub.add_parser(
         "doctor", help="check the interpreter, Edge TPU, libedgetpu and models",
-        description="Report what edgeknn can run on here: the interpreter package, Edge TPUs "
-        "attached, whether the libedgetpu delegate loads and matches the interpreter, and "
+        description="Report what edgeknn can run on here: the interpreter package, Edge TPUs\n"
+        "attached, whether the libedgetpu delegate loads and matches the interpreter, and\n"
         "whether the fetched models pass their checksums.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )

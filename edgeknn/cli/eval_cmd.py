@@ -22,7 +22,8 @@ EPILOG = """examples:
 Each of --seeds runs draws --shots images per class (seed S, S+1, ...) as the
 taught examples and tests on all the others.  Printed beside edgeknn's own
 classifier: a plain k=3 cosine KNN (the TF.js knn-classifier's method) and the
-nearest class mean (the idea behind Coral's weight imprinting), on the same split.
+nearest class mean (the idea behind Coral's weight imprinting), on the same
+split.
 """
 
 

@@ -31,6 +31,15 @@ Without --mirror, $EDGEKNN_MODEL_MIRROR is used if set, else each model's URL.
 """
 
 
+EPILOG = """examples:
+  edgeknn models list
+  edgeknn models fetch
+  edgeknn models fetch mobilenet_v2 --mirror /media/usb/models
+
+See `edgeknn models ACTION --help` for each action.
+"""
+
+
 def _models_dir(args: argparse.Namespace) -> Path:
     return Path(args.models_dir) if args.models_dir else paths.default_models_dir()
 
@@ -110,12 +119,13 @@ def _add_models_dir(parser: argparse.ArgumentParser) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this group's parser(s) to the edgeknn command line."""
     group = sub.add_parser("models", help="list and fetch the models edgeknn knows",
-                           description="The models in edgeknn's manifest, and fetching them.")
+                           description="The models in edgeknn's manifest, and fetching them.",
+                           epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     actions = group.add_subparsers(dest="models_command", metavar="ACTION", required=True)
 
     lister = actions.add_parser(
         "list", help="show the manifest and which models are present and verified",
-        description="Show every manifest entry and whether its file is in the models "
+        description="Show every manifest entry and whether its file is in the models\n"
         "directory with the right sha256.",
         epilog=LIST_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_models_dir(lister)
@@ -123,7 +133,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     fetcher = actions.add_parser(
         "fetch", help="download models and check their sha256",
-        description="Download models into the models directory; a file is kept only if its "
+        description="Download models into the models directory; a file is kept only if its\n"
         "sha256 matches the manifest.",
         epilog=FETCH_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     fetcher.add_argument("names", nargs="*", metavar="NAME",

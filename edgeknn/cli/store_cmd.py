@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import textwrap
 from pathlib import Path
 
 from edgeknn.cli.common import (
@@ -26,7 +27,78 @@ EPILOG = """examples:
   edgeknn store clear --all --yes
   edgeknn store rename mug cup
   edgeknn store reembed --model mobilenet_v2     # after changing the embedder
+
+Every verb takes --store FILE (default: $EDGEKNN_STORE, else
+~/.local/share/edgeknn/store.db); see `edgeknn store VERB --help`.
 """
+
+# One (help, description, epilog) per verb: `edgeknn store VERB --help` shows its own examples.
+VERBS = {
+    "info": (
+        "classes, counts, embedder fingerprint, sizes",
+        "Print what the store holds: its classes and their counts, the embedder it is bound "
+        "to, and its size on disk and in memory.",
+        """examples:
+  edgeknn store info
+  edgeknn store info --json | jq .classes
+  edgeknn store info --store /var/lib/edgeknn/store.db
+""",
+    ),
+    "export": (
+        "write the store to one portable file",
+        "Copy every example (embedding, thumbnail, label) into FILE, a store file of its own "
+        "that `edgeknn store import` reads on another machine.",
+        """examples:
+  edgeknn store export kitchen-backup.edgeknn
+  edgeknn store export /media/usb/backup.edgeknn --store /var/lib/edgeknn/store.db
+""",
+    ),
+    "import": (
+        "add the examples of an exported file to the store",
+        "Add every example of FILE (written by `edgeknn store export`) to the store.  Both must "
+        "be bound to the same embedder; re-embed one of them first if not.",
+        """examples:
+  edgeknn store import kitchen-backup.edgeknn
+  edgeknn store import kitchen-backup.edgeknn --replace --store other.db
+""",
+    ),
+    "remove": (
+        "remove one example by id",
+        "Remove one example by its id: the example_id of a prediction's neighbours, or one of "
+        "the example_ids an MQTT add command replies with.",
+        """examples:
+  edgeknn store remove --example 42
+  edgeknn store remove --example 7 --store kitchen.db
+""",
+    ),
+    "clear": (
+        "remove a class, or everything",
+        "Remove every example of one class, or (with --all --yes) every example.",
+        """examples:
+  edgeknn store clear --label mug
+  edgeknn store clear --all --yes
+""",
+    ),
+    "rename": (
+        "rename a class (merges into an existing one)",
+        "Give the examples of class OLD the label NEW; if NEW exists already the two merge.",
+        """examples:
+  edgeknn store rename mug cup
+  edgeknn store rename "coffee mug" mug --store kitchen.db
+""",
+    ),
+    "reembed": (
+        "re-embed every example from its thumbnail with another model",
+        "Embed every example again from its stored thumbnail, and bind the store to the new "
+        "embedder.  Needed after changing the embedder: a store answers only to the embedder "
+        "it is bound to.",
+        """examples:
+  edgeknn store reembed --model mobilenet_v2
+  edgeknn store reembed --model my_mobilenet.tflite --embedding-tensor MobilenetV2/Logits/AvgPool
+  edgeknn store reembed --model mobilenet_v2 --accelerator cpu --store kitchen.db
+""",
+    ),
+}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,28 +109,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     verbs = p.add_subparsers(dest="verb", metavar="VERB", required=True)
 
-    v = verbs.add_parser("info", help="classes, counts, embedder fingerprint, sizes")
-    v.add_argument("--json", action="store_true")
+    def verb(name: str) -> argparse.ArgumentParser:
+        help_, description, epilog = VERBS[name]
+        return verbs.add_parser(name, help=help_, description=textwrap.fill(description, 79),
+                                epilog=epilog,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    v = verb("info")
+    v.add_argument("--json", action="store_true", help="print one JSON object")
     add_store_arg(v)
     v.set_defaults(func=info)
 
-    v = verbs.add_parser("export", help="write the store to one portable file")
-    v.add_argument("file", type=Path)
+    v = verb("export")
+    v.add_argument("file", type=Path, metavar="FILE", help="the file to write (must not exist yet)")
     add_store_arg(v)
     v.set_defaults(func=export)
 
-    v = verbs.add_parser("import", help="add the examples of an exported file to the store")
-    v.add_argument("file", type=Path)
+    v = verb("import")
+    v.add_argument("file", type=Path, metavar="FILE", help="a file written by `edgeknn store export`")
     v.add_argument("--replace", action="store_true", help="clear the store first")
     add_store_arg(v)
     v.set_defaults(func=import_)
 
-    v = verbs.add_parser("remove", help="remove one example by id")
-    v.add_argument("--example", type=int, required=True, metavar="ID")
+    v = verb("remove")
+    v.add_argument("--example", type=int, required=True, metavar="ID",
+                   help="the example's id (example_id in predictions and MQTT replies)")
     add_store_arg(v)
     v.set_defaults(func=remove)
 
-    v = verbs.add_parser("clear", help="remove a class, or everything")
+    v = verb("clear")
     group = v.add_mutually_exclusive_group(required=True)
     group.add_argument("--label", help="remove every example of this class")
     group.add_argument("--all", action="store_true", help="remove every example")
@@ -66,13 +145,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_store_arg(v)
     v.set_defaults(func=clear)
 
-    v = verbs.add_parser("rename", help="rename a class (merges into an existing one)")
-    v.add_argument("old")
-    v.add_argument("new")
+    v = verb("rename")
+    v.add_argument("old", metavar="OLD", help="the class to rename")
+    v.add_argument("new", metavar="NEW", help="its new name (an existing class merges)")
     add_store_arg(v)
     v.set_defaults(func=rename)
 
-    v = verbs.add_parser("reembed", help="re-embed every example from its thumbnail with another model")
+    v = verb("reembed")
     add_store_arg(v)
     add_embedder_args(v)
     v.set_defaults(func=reembed)

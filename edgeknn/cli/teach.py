@@ -14,15 +14,15 @@ from edgeknn.cli.common import (
     add_store_arg,
     embedder_from_args,
     open_store,
+    store_path,
 )
 from edgeknn.dataset import load_dataset
 from edgeknn.embedder import Embedder
 from edgeknn.errors import EdgeKnnError, ImageError, StoreError
-from edgeknn.images import encode_jpeg, load_image
+from edgeknn.images import load_image
 from edgeknn.mqtt.payloads import prediction_dict
-from edgeknn.store import NewExample, Store
+from edgeknn.store import NewExample, Store, make_example
 
-THUMBNAIL_SIDE = 256
 BATCH = 64
 
 TEACH_EPILOG = """examples:
@@ -111,8 +111,7 @@ def teach_files(
             print(f"edgeknn: warning: skipped {exc}", file=sys.stderr)
             skipped += 1
             continue
-        thumb = encode_jpeg(image, max_side=THUMBNAIL_SIDE)
-        batch.append(NewExample(label, embedder.embed(image), thumb, f"teach:{path.name}"))
+        batch.append(make_example(label, image, embedder.embed(image), f"teach:{path.name}"))
         if len(batch) >= BATCH or done == len(jobs):
             added += len(store.add_many(batch))
             batch = []
@@ -126,7 +125,7 @@ def teach_files(
 def predict(args: argparse.Namespace) -> int:
     embedder = embedder_from_args(args)
     failures = 0
-    with open_store(args, create=False) as store:
+    with Store.open(store_path(args), readonly=True) as store:  # the service may hold the writer lock
         if not len(store):
             raise StoreError(f"store {store.path} is empty; teach it first: edgeknn teach DIR")
         store.bind(embedder.info.fingerprint, embedder.info.dim)

@@ -68,7 +68,8 @@ class CameraConfig:
     loop: bool = setting(True, "replay and video files: start again at the end")
     width: int = setting(640, "frame width asked for", min=16, max=8192)
     height: int = setting(480, "frame height asked for", min=16, max=8192)
-    lores: bool = setting(True, "picamera2: have the ISP scale frames to the model's size")
+    lores: bool = setting(True, "picamera2: have the ISP scale frames to the model's size; "
+                          "off while the detector runs (it reads full-size frames)")
     retry_initial: float = setting(1.0, "first wait (s) before reopening a failed camera",
                                    above=0.0, max=3600.0)
     retry_max: float = setting(30.0, "longest wait (s) between reopening attempts",
@@ -145,7 +146,8 @@ class MqttConfig:
 class ButtonConfig:
     pin: int | str = setting(doc="the button's pin", **PIN_RULE)
     label: str = setting(doc="the class it teaches", check=checks.label)
-    led: int | str = setting("", "an LED lit while recording; empty = none", **OPTIONAL_PIN_RULE)
+    led: int | str = setting("", "an LED lit while this class is predicted; empty = none",
+                             **OPTIONAL_PIN_RULE)
 
 
 @dataclass(frozen=True)
@@ -202,7 +204,7 @@ class DetectorConfig:
     allow: tuple[str, ...] = setting((), "only these labels; empty = all", check=checks.label)
     resize: str = setting("squash", "how frames fit the model input", choices=RESIZE_POLICIES)
     every_n_frames: int = setting(1, "detect on every n-th processed frame", min=1, max=1000)
-    max_rate: float = setting(0.0, "detections published per second; 0 = unlimited",
+    max_rate: float = setting(0.0, "run the detector at most this often per second; 0 = no limit",
                               min=0.0, max=1000.0)
     classify_objects: bool = setting(False, "classify each detected box with the KNN store")
     teach_target: str = setting("frame", "what a teach button records", choices=TEACH_TARGETS)

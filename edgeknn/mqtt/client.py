@@ -177,6 +177,12 @@ class MqttClient:
             self._worker.join(timeout)
             if self._worker.is_alive():
                 log.warning("an MQTT command was still running after %.0f s; not waiting", timeout)
+        while True:  # exactly one reply per command: those never started are refused
+            try:
+                request = self._requests.get_nowait()
+            except queue.Empty:
+                break
+            self._reply(request, refuse(request.verb, request.payload, "not carried out: the device is stopping"))
         with self._lock:
             was_connected, self._connected = self._connected, False
             if self._outbox:
