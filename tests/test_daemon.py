@@ -112,13 +112,20 @@ def test_bad_commands_get_one_error_reply_each_and_the_daemon_keeps_going(runnin
                   "image"),
         "remove": (json.dumps({"id": "remove", "label": "ghost"}).encode(), "ghost"),
         "clear": (json.dumps({"id": "clear"}).encode(), "confirm"),
+        "plus": (json.dumps({"id": "plus", "label": "a+b"}).encode(), "label"),
+        "hash": (json.dumps({"id": "hash", "label": "a#b"}).encode(), "label"),
+        "control": (json.dumps({"id": "control", "label": "bell\u0007"}).encode(), "control"),
+        "count": (json.dumps({"id": "count", "label": "cat", "count": "3"}).encode(), "count"),
+        "example": (json.dumps({"id": "example", "example_id": "x"}).encode(), "example_id"),
+        "from": (json.dumps({"id": "from", "from": 5, "to": "b"}).encode(), "from"),
     }
-    verbs = {"remove": "remove", "clear": "clear"}
+    verbs = {"remove": "remove", "clear": "clear", "example": "remove", "from": "rename"}
     for key, (payload, _) in bad.items():
         watch.send(f"edgeknn/testpi/cmd/{verbs.get(key, 'add')}", payload)
     watch.send("edgeknn/testpi/cmd/explode", b'{"id": "verb"}')
     watch.send("edgeknn/testpi/cmd/add", b"x" * (10 * 1024 * 1024))
-    wait_until(lambda: len(replies(watch)) >= len(bad) + 2, timeout=20, what="a reply to every bad command")
+    watch.send("edgeknn/testpi/cmd/add", b"")  # empty: no label
+    wait_until(lambda: len(replies(watch)) >= len(bad) + 3, timeout=20, what="a reply to every bad command")
     got = replies(watch)
     assert all(r["ok"] is False and r["error"] for r in got)
     by_id = {r["id"]: r for r in got if r.get("id")}
@@ -126,7 +133,9 @@ def test_bad_commands_get_one_error_reply_each_and_the_daemon_keeps_going(runnin
         if key != "json":
             assert word.lower() in by_id[key]["error"].lower(), (key, by_id[key])
     assert "explode" in by_id["verb"]["error"]
-    assert any("limit" in r["error"] or "bytes" in r["error"] for r in got if r.get("id") is None)
+    anonymous = [r["error"] for r in got if r.get("id") is None]
+    assert any("limit" in e or "bytes" in e for e in anonymous)  # the 10 MB payload
+    assert any("label" in e for e in anonymous)  # the empty one
     # still alive and obedient
     command(watch, "add", {"id": "good", "label": "cat"})
     assert reply_to(watch, "good")["ok"] is True

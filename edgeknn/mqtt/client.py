@@ -84,7 +84,7 @@ class MqttClient:
     def __init__(self, settings: MqttSettings, topics: Topics, *,
                  on_connected: Callable[[], None] | None = None,
                  max_command_bytes: int = MAX_PAYLOAD_BYTES,
-                 command_backlog: int = 8) -> None:
+                 command_backlog: int = 64) -> None:
         self._settings = settings
         self._topics = topics
         self._on_connected = on_connected
@@ -196,7 +196,10 @@ class MqttClient:
                     log.warning("the broker did not confirm 'offline' within %.0f s", timeout)
             except (RuntimeError, ValueError) as exc:
                 log.warning("could not publish 'offline': %s", exc)
-        if client.is_connected():  # paho logs an error for a disconnect without a connection
+        # paho's network thread logs "Client is not connected" at ERROR when it
+        # wakes after our disconnect; that is the stop we asked for, not a fault.
+        client.disable_logger()
+        if client.is_connected():
             client.disconnect()
         client.loop_stop()
         self._paho = None
