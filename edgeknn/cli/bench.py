@@ -27,7 +27,7 @@ blob, so the disk work is realistic.
 PIPELINE_EPILOG = """examples:
   edgeknn bench pipeline
   edgeknn bench pipeline --seconds 30 --json
-  edgeknn bench pipeline --frames ~/photos/kitchen --original-size
+  edgeknn bench pipeline --frames ~/photos/kitchen
   edgeknn bench pipeline --detector --detector-accelerator cpu
 
 Runs the real daemon on replayed frames with a private MQTT broker, and
@@ -71,9 +71,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--detector", action="store_true", help="run the detector beside the embedder")
     p.add_argument("--detector-accelerator", choices=["auto", "cpu", "edgetpu"], default="auto",
                    help="where the detector runs; cpu keeps the Edge TPU for the embedder (default: auto)")
-    p.add_argument("--original-size", action="store_true",
-                   help="replay frames at their own size (the resize is then part of the pipeline); "
-                   "default: at the model's input size, as the Pi camera's ISP delivers them")
     p.add_argument("--models-dir", type=Path, default=None, metavar="DIR",
                    help="where models live, fetched there if missing "
                    "(default: $EDGEKNN_MODELS_DIR, else ~/.local/share/edgeknn/models)")
@@ -99,7 +96,6 @@ def bench_pipeline(args: argparse.Namespace) -> int:
         raise EdgeKnnError(f"replay folder {frames} does not exist; give one with --frames")
     result = bench.run(frames, seconds=args.seconds, threads=args.threads, detector=args.detector,
                        detector_accelerator=args.detector_accelerator,
-                       models_dir=args.models_dir or default_models_dir(),
-                       model_size_frames=not args.original_size)
+                       models_dir=args.models_dir or default_models_dir())
     print(json.dumps(result) if args.json else bench.report(result))
     return 0
