@@ -29,6 +29,7 @@ PIPELINE_EPILOG = """examples:
   edgeknn bench pipeline --seconds 30 --json
   edgeknn bench pipeline --frames ~/photos/kitchen
   edgeknn bench pipeline --detector --detector-accelerator cpu
+  edgeknn bench pipeline --detector --detector-every 3
 
 Runs the real daemon on replayed frames with a private MQTT broker, and
 reports the interpreter's raw invoke rate beside the end-to-end rate and the
@@ -69,6 +70,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="how long to measure the end-to-end rate (default: 10)")
     p.add_argument("--threads", type=int, default=0, help="embedder CPU threads (default: all cores)")
     p.add_argument("--detector", action="store_true", help="run the detector beside the embedder")
+    p.add_argument("--detector-every", type=int, default=1, metavar="N",
+                   help="run the detector on every N-th frame, as detector.every_n_frames (default: 1)")
     p.add_argument("--detector-accelerator", choices=["auto", "cpu", "edgetpu"], default="auto",
                    help="where the detector runs; cpu keeps the Edge TPU for the embedder (default: auto)")
     p.add_argument("--models-dir", type=Path, default=None, metavar="DIR",
@@ -95,7 +98,7 @@ def bench_pipeline(args: argparse.Namespace) -> int:
     if not frames.exists():
         raise EdgeKnnError(f"replay folder {frames} does not exist; give one with --frames")
     result = bench.run(frames, seconds=args.seconds, threads=args.threads, detector=args.detector,
-                       detector_accelerator=args.detector_accelerator,
+                       detector_accelerator=args.detector_accelerator, detector_every=args.detector_every,
                        models_dir=args.models_dir or default_models_dir())
     print(json.dumps(result) if args.json else bench.report(result))
     return 0
