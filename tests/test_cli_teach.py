@@ -247,3 +247,15 @@ def test_kill_9_during_teach_keeps_every_acknowledged_example(tmp_path):
     reopened.close()
     # and teaching goes on where it stopped
     assert main(["teach", str(DATASETS / "hymenoptera"), "--store", str(store), "--limit-per-class", "2"]) == 0
+
+
+def test_reading_commands_work_beside_a_running_writer_and_writing_ones_are_refused(capsys, taught, tmp_path):
+    with Store.open(taught):  # as the service holds it
+        code, out, _ = run(capsys, "store", "info", "--store", str(taught), "--json")
+        assert code == 0 and json.loads(out)["classes"] == {"cat": 1, "dog": 1, "hotdog": 2}
+        assert run(capsys, "store", "export", str(tmp_path / "b.edgeknn"), "--store", str(taught))[0] == 0
+        code, out, _ = run(capsys, "predict", str(IMAGES / "cat.bmp"), "--store", str(taught))
+        assert code == 0 and "cat.bmp: cat" in out
+        code, _, err = run(capsys, "store", "rename", "cat", "kitty", "--store", str(taught))
+        assert code == 2 and "in use by another edgeknn process" in error_lines(err)[0]
+    assert counts(tmp_path / "b.edgeknn") == {"cat": 1, "dog": 1, "hotdog": 2}

@@ -50,8 +50,10 @@ def store_path(args: argparse.Namespace) -> Path:
     return args.store if args.store is not None else default_store()
 
 
-def open_store(args: argparse.Namespace, *, create: bool = True) -> Store:
-    return Store.open(store_path(args), create=create)
+def open_store(args: argparse.Namespace, *, create: bool = True, readonly: bool = False) -> Store:
+    """The store --store names; ``readonly`` for commands that only read (they work
+    beside a running service, which holds the writer lock)."""
+    return Store.open(store_path(args), create=create, readonly=readonly)
 
 
 def embedder_from_args(args: argparse.Namespace) -> Embedder:

@@ -157,12 +157,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.set_defaults(func=reembed)
 
 
-def _existing(args: argparse.Namespace) -> Store:
-    return open_store(args, create=False)
+def _existing(args: argparse.Namespace, *, readonly: bool = False) -> Store:
+    return open_store(args, create=False, readonly=readonly)
 
 
 def info(args: argparse.Namespace) -> int:
-    with _existing(args) as store:
+    with _existing(args, readonly=True) as store:
         i = store.info()
     if args.json:
         print(json.dumps({
@@ -182,7 +182,7 @@ def info(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace) -> int:
-    with _existing(args) as store:
+    with _existing(args, readonly=True) as store:
         n = store.export(args.file)
     print(f"exported {n} examples to {args.file}")
     return 0
@@ -191,7 +191,7 @@ def export(args: argparse.Namespace) -> int:
 def import_(args: argparse.Namespace) -> int:
     if not args.file.is_file():
         raise StoreError(f"import file {args.file} does not exist")
-    with Store.open(args.file, create=False) as source, open_store(args) as store:
+    with Store.open(args.file, readonly=True) as source, open_store(args) as store:
         n = store.import_from(source, replace=args.replace)
         total = len(store)
     print(f"imported {n} examples from {args.file}; the store now holds {total}")

@@ -14,7 +14,6 @@ from edgeknn.cli.common import (
     add_store_arg,
     embedder_from_args,
     open_store,
-    store_path,
 )
 from edgeknn.dataset import load_dataset
 from edgeknn.embedder import Embedder
@@ -125,7 +124,7 @@ def teach_files(
 def predict(args: argparse.Namespace) -> int:
     embedder = embedder_from_args(args)
     failures = 0
-    with Store.open(store_path(args), readonly=True) as store:  # the service may hold the writer lock
+    with open_store(args, create=False, readonly=True) as store:
         if not len(store):
             raise StoreError(f"store {store.path} is empty; teach it first: edgeknn teach DIR")
         store.bind(embedder.info.fingerprint, embedder.info.dim)
