@@ -19,19 +19,18 @@ itself from the JPEG thumbnail kept with every example.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
+from edgeknn import store_file
 from edgeknn.classify import Examples, classify
 from edgeknn.errors import (
     FingerprintMismatch,
@@ -46,23 +45,6 @@ from edgeknn.matrix import DTYPE, Matrix
 from edgeknn.results import Prediction
 
 THUMBNAIL_SIDE = 256  # px, longest side: enough to re-embed at 224
-FORMAT = "edgeknn-store"
-VERSION = "1"
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS examples (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    label TEXT NOT NULL,
-    embedding BLOB NOT NULL,
-    thumbnail BLOB,
-    source TEXT NOT NULL DEFAULT '',
-    created REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS examples_label ON examples(label);
-"""
-
-
 @dataclass(frozen=True)
 class NewExample:
     label: str
@@ -119,44 +101,13 @@ class Store:
         elif path.is_dir():
             raise StoreError(f"store {path} is a directory; --store takes a file path")
         if readonly:
-            return cls._open_readonly(path)
-        lock = _writer_lock(path)
+            return cls(path, store_file.connect_readonly(path), readonly=True)
+        lock = store_file.writer_lock(path)
         try:
-            return cls._open_writable(path, lock)
+            return cls(path, store_file.connect_writable(path), writer_lock=lock)
         except BaseException:
             lock.close()
             raise
-
-    @classmethod
-    def _open_readonly(cls, path: Path) -> Store:
-        try:
-            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
-                                   check_same_thread=False, isolation_level=None, timeout=10)
-            if _read_format(conn) != FORMAT:
-                raise StoreCorrupt(f"store {path} is not an edgeknn store")
-            return cls(path, conn, readonly=True)
-        except sqlite3.DatabaseError as exc:
-            raise StoreCorrupt(f"store {path} is damaged or not an edgeknn store ({exc})") from None
-
-    @classmethod
-    def _open_writable(cls, path: Path, lock: BinaryIO) -> Store:
-        try:
-            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            fmt = _read_format(conn)
-            if fmt is None:
-                if _has_tables(conn):
-                    raise StoreCorrupt(f"store {path} is an SQLite file but not an edgeknn store")
-                conn.executescript(
-                    f"BEGIN IMMEDIATE; {SCHEMA} INSERT INTO meta VALUES ('format', '{FORMAT}'); "
-                    f"INSERT INTO meta VALUES ('version', '{VERSION}'); COMMIT;"
-                )
-            elif fmt != FORMAT:
-                raise StoreCorrupt(f"store {path} is not an edgeknn store (format {fmt!r})")
-            return cls(path, conn, writer_lock=lock)
-        except sqlite3.DatabaseError as exc:
-            raise StoreCorrupt(f"store {path} is damaged or not an edgeknn store ({exc})") from None
 
     def _meta(self, key: str) -> str | None:
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -208,7 +159,7 @@ class Store:
             if self.fingerprint is None and self.readonly:
                 return  # an unbound store is empty; nothing to check, nothing to write
             if self.fingerprint is None:
-                with _transaction(self._conn):
+                with store_file.transaction(self._conn):
                     self._conn.executemany(
                         "INSERT OR REPLACE INTO meta VALUES (?, ?)",
                         [("fingerprint", fingerprint), ("dim", str(dim))],
@@ -244,7 +195,7 @@ class Store:
                 updates.append((_blob(embed(thumb), dim), example_id))
                 if progress:
                     progress(done, len(rows))
-            with _transaction(self._conn):
+            with store_file.transaction(self._conn):
                 self._conn.executemany("UPDATE examples SET embedding = ? WHERE id = ?", updates)
                 self._conn.executemany(
                     "INSERT OR REPLACE INTO meta VALUES (?, ?)",
@@ -272,7 +223,7 @@ class Store:
             rows = [(validate_label(e.label), _blob(e.embedding, self.dim), e.thumbnail, e.source) for e in items]
             now = time.time()
             ids: list[int] = []
-            with _transaction(self._conn):
+            with store_file.transaction(self._conn):
                 if replace:
                     self._conn.execute("DELETE FROM examples")
                 for label, blob, thumb, source in rows:
@@ -297,7 +248,7 @@ class Store:
             row = self._conn.execute("SELECT label FROM examples WHERE id = ?", (example_id,)).fetchone()
             if row is None:
                 raise UnknownExample(f"no example with id {example_id} in store {self.path}")
-            with _transaction(self._conn):
+            with store_file.transaction(self._conn):
                 self._conn.execute("DELETE FROM examples WHERE id = ?", (example_id,))
             if self._matrix is not None:
                 self._matrix.remove(example_id)
@@ -310,7 +261,7 @@ class Store:
             count = self.counts().get(label, 0)
             if not count:
                 raise UnknownLabel(f"no class {label!r} in store {self.path} ({self._known()})")
-            with _transaction(self._conn):
+            with store_file.transaction(self._conn):
                 self._conn.execute("DELETE FROM examples WHERE label = ?", (label,))
             assert self._matrix is not None
             m = self._matrix
@@ -322,7 +273,7 @@ class Store:
         with self._lock:
             self._check_writable()
             count = len(self)
-            with _transaction(self._conn):
+            with store_file.transaction(self._conn):
                 self._conn.execute("DELETE FROM examples")
             if self._matrix is not None:
                 self._matrix.keep(np.zeros(self._matrix.n, dtype=bool))
@@ -337,7 +288,7 @@ class Store:
             count = self.counts().get(old, 0)
             if not count:
                 raise UnknownLabel(f"no class {old!r} in store {self.path} ({self._known()})")
-            with _transaction(self._conn):
+            with store_file.transaction(self._conn):
                 self._conn.execute("UPDATE examples SET label = ? WHERE label = ?", (new, old))
             assert self._matrix is not None
             self._matrix.relabel(self._code_of[old], self._code(new))
@@ -436,26 +387,6 @@ class Store:
         return len(self.add_many(items, replace=replace))
 
 
-def _writer_lock(path: Path) -> BinaryIO:
-    """An exclusive advisory lock beside the store, held while it is open for writing."""
-    lock = open(f"{path}.lock", "a+b")  # noqa: SIM115 (held open until Store.close)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.seek(0)
-        holder = lock.read().decode(errors="replace").strip() or "?"
-        lock.close()
-        raise StoreError(
-            f"store {path} is in use by another edgeknn process (pid {holder}), e.g. the service; "
-            "teach the running service over MQTT or with its buttons, or stop it first"
-        ) from None
-    lock.seek(0)
-    lock.truncate()
-    lock.write(str(os.getpid()).encode())
-    lock.flush()
-    return lock
-
-
 def make_example(label: str, image: np.ndarray, embedding: np.ndarray, source: str) -> NewExample:
     """An example with its JPEG thumbnail, which lets the store be re-embedded later."""
     return NewExample(label, embedding, encode_jpeg(image, THUMBNAIL_SIDE), source)
@@ -466,28 +397,3 @@ def _blob(embedding: np.ndarray, dim: int) -> bytes:
     if vec.shape[0] != dim:
         raise StoreError(f"embedding has {vec.shape[0]} dimensions; this store holds {dim}")
     return vec.astype(DTYPE).tobytes()
-
-
-def _read_format(conn: sqlite3.Connection) -> str | None:
-    has_meta = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
-    ).fetchone()
-    if not has_meta:
-        return None
-    row = conn.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
-    return row[0] if row else ""
-
-
-def _has_tables(conn: sqlite3.Connection) -> bool:
-    return conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] > 0
-
-
-@contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
