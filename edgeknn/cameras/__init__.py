@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Backoff", "Camera", "CameraStopped", "EndOfStream", "FakeCamera", "OpenCvCamera",
     "Pacer", "PiCamera", "ReplayCamera", "RetryingCamera", "SyntheticCamera",
-    "make_camera", "open_camera",
+    "make_camera",
 ]
 
 
@@ -55,12 +55,3 @@ def make_camera(
         return PiCamera(cfg.width, cfg.height, fps=cfg.fps, lores=cfg.lores,
                         model_size=model_size)
     raise ConfigError(f"camera.source: unknown source {cfg.source!r}")
-
-
-def open_camera(
-    cfg: CameraConfig, model_size: tuple[int, int] | None = None, *, sleep: Sleep = time.sleep
-) -> Camera:
-    """:func:`make_camera`, opened (CameraError if it cannot be)."""
-    camera = make_camera(cfg, model_size, sleep=sleep)
-    camera.open()
-    return camera
