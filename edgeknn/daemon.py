@@ -67,7 +67,6 @@ class Health:
     """What the state topic says, updated from several threads."""
 
     camera: str = "starting"
-    backend: str = "cpu"
     last_beat: float = field(default_factory=time.monotonic)
 
     def beat(self) -> None:
@@ -119,13 +118,13 @@ class Daemon:
             models_dir=models_dir, mirror=mirror,
         )
         store.bind(embedder.info.fingerprint, embedder.info.dim)
-        self.health.backend = embedder.info.backend
         log.info("embedder %s on %s (%d-d); store %s with %d examples",
                  embedder.info.tensor, embedder.info.backend, embedder.info.dim, store.path, len(store))
         self.engine = Engine(embedder, store, classifier_settings(cfg))
 
-        publisher = self._start_mqtt()
-        self.announcer = Announcer(publisher, self.topics, self.qos)
+        settings = mqtt_settings(cfg, self.device)
+        publisher = self._start_mqtt(settings)
+        self.announcer = Announcer(publisher, self.topics, settings.qos)
 
         d = cfg.detector
         if d.enabled:
@@ -166,14 +165,14 @@ class Daemon:
         self._processing = threading.Thread(target=self._process, name="processing", daemon=True)
         self._processing.start()
         self._announce_all()
-        self.notifier.ready(f"running on {self.health.backend}, {len(store)} examples")
+        self.notifier.ready(f"running on {self.backend}, {len(store)} examples")
 
     @property
-    def qos(self) -> QosSettings:
-        return mqtt_settings(self.config, self.device).qos
+    def backend(self) -> str:
+        """Where the embedder runs: "edgetpu" or "cpu"."""
+        return self.engine.embedder.info.backend if self.engine else "cpu"
 
-    def _start_mqtt(self) -> Any:
-        settings = mqtt_settings(self.config, self.device)
+    def _start_mqtt(self, settings: MqttSettings) -> Any:
         if not settings.enabled:
             log.info("mqtt disabled: nothing is published")
             return NullPublisher()
@@ -256,7 +255,7 @@ class Daemon:
         if self.announcer is None:
             return
         reconnects = self.mqtt.reconnects if self.mqtt is not None else 0
-        self.announcer.state(DeviceState(self.health.camera, self.health.backend, reconnects))
+        self.announcer.state(DeviceState(self.health.camera, self.backend, reconnects))
 
     def _announce_all(self) -> None:
         """What a subscriber needs after we (re)connect: classes, state, stats."""
@@ -274,7 +273,7 @@ class Daemon:
             dropped_frames=self.slot.dropped,
             inference_ms_p50=timings.percentile(50) if timings else 0.0,
             inference_ms_p95=timings.percentile(95) if timings else 0.0,
-            backend=self.health.backend,
+            backend=self.backend,
             store_size=len(self.engine.store),
             uptime_s=time.monotonic() - self.started,
         )

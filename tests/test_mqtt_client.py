@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +15,7 @@ from conftest import TIMEOUT, wait_until
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edgeknn.devbroker import free_port
 from edgeknn.errors import ConfigError, UnknownLabel
 from edgeknn.mqtt import MqttSettings, TlsSettings
 from edgeknn.mqtt.client import MqttClient
@@ -24,12 +24,6 @@ from edgeknn.mqtt.topics import Topics
 
 ROOT = Path(__file__).resolve().parent.parent
 TOPICS = Topics("test/dev")
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Store:
@@ -113,6 +107,7 @@ LONE_CLIENT = """
 import sys, time
 from edgeknn.mqtt import MqttSettings
 from edgeknn.mqtt.client import MqttClient
+from edgeknn.devbroker import free_port
 from edgeknn.mqtt.topics import Topics
 client = MqttClient(MqttSettings(host=sys.argv[1], port=int(sys.argv[2])), Topics("test/dev"))
 client.start()
@@ -227,7 +222,7 @@ def test_commands_beyond_the_backlog_are_refused_as_busy(make_client, listen):
 # -- the broker goes away --------------------------------------------------------------
 
 def test_start_and_publish_never_fail_without_a_broker(make_client):
-    client = make_client(port=closed_port(), max_queued=3)
+    client = make_client(port=free_port(), max_queued=3)  # nothing listens there
     client.start()
     for i in range(5):
         client.publish("test/dev/prediction", str(i))

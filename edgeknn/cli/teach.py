@@ -111,7 +111,7 @@ def teach_files(
             skipped += 1
             continue
         batch.append(make_example(label, image, embedder.embed(image), f"teach:{path.name}"))
-        if len(batch) >= BATCH or done == len(jobs):
+        if len(batch) >= BATCH:
             added += len(store.add_many(batch))
             batch = []
             progress.update(done, f"committed {added}")
