@@ -39,7 +39,7 @@ case "${1:-}" in
   run|demo)
     shift
     export EDGEKNN_MODELS_DIR=${EDGEKNN_MODELS_DIR:-$ROOT/var/models}
-    exec .venv/bin/python -m edgeknn.demo "$SHARED" "$@"
+    exec .venv/bin/python -m edgeknn.tools.demo "$SHARED" "$@"
     ;;
   *)
     echo "usage: ./dev.sh test [pytest args] | ./dev.sh run [--seconds N]" >&2

@@ -19,9 +19,9 @@ from paho.mqtt.properties import Properties
 
 from edgeknn.cameras.base import Pacer
 from edgeknn.config import parse_config
-from edgeknn.daemon import Daemon
-from edgeknn.devbroker import LocalBroker, mosquitto_path
 from edgeknn.images import load_image
+from edgeknn.service.daemon import Daemon
+from edgeknn.tools.devbroker import LocalBroker, mosquitto_path
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("EDGEKNN_SHARED", ROOT.parent / "shared")).resolve()

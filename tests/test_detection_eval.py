@@ -11,7 +11,10 @@ import numpy as np
 import pytest
 from conftest import DATASETS, IMAGES, MODELS
 
-from edgeknn.annotations import (
+from edgeknn.cli import main
+from edgeknn.cli.detect import detect_annotated
+from edgeknn.errors import AnnotationError, DetectorError
+from edgeknn.tools.annotations import (
     AnnotatedImage,
     AnnotatedObject,
     load_annotations,
@@ -19,9 +22,7 @@ from edgeknn.annotations import (
     parse_voc,
     with_size,
 )
-from edgeknn.cli import main
-from edgeknn.cli.detect import detect_annotated
-from edgeknn.detection_eval import (
+from edgeknn.tools.detection_eval import (
     AGNOSTIC,
     GroundTruthBox,
     ScoredBox,
@@ -29,8 +30,7 @@ from edgeknn.detection_eval import (
     match_labels,
     parse_class_map,
 )
-from edgeknn.engines import build_detector
-from edgeknn.errors import AnnotationError, DetectorError
+from edgeknn.vision.engines import build_detector
 
 
 def gt(image, box, label="cat", ignore=False):

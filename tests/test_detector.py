@@ -11,7 +11,10 @@ from conftest import IMAGES, MODELS
 from PIL import Image
 
 from edgeknn.cli import main
-from edgeknn.detector import (
+from edgeknn.errors import DetectorError
+from edgeknn.images import crop_for, load_image
+from edgeknn.results import Box
+from edgeknn.vision.detector import (
     Detector,
     OutputLayout,
     PostProcessOptions,
@@ -21,11 +24,8 @@ from edgeknn.detector import (
     input_array,
     open_detector,
 )
-from edgeknn.errors import DetectorError
-from edgeknn.images import crop_for, load_image
-from edgeknn.labelmap import parse_labels, read_labels
-from edgeknn.results import Box
-from edgeknn.runtime import OpenedModel
+from edgeknn.vision.labelmap import parse_labels, read_labels
+from edgeknn.vision.runtime import OpenedModel
 
 PET_MODEL = MODELS / "ssd_mobilenet_v1_pets_quant_postprocess.tflite"
 PET_LABELS = MODELS / "pets_labels.txt"
@@ -259,7 +259,7 @@ def test_a_class_id_missing_from_a_label_file_with_gaps_is_reported_as_its_id(tm
     gappy.write_text("".join(f"{i} {n}\n" for i, n in labels.names.items() if i != 11))
     detector = open_detector(PET_MODEL, gappy, accelerator="cpu")
     frame = load_image(IMAGES / "cat.bmp")
-    with caplog.at_level(logging.WARNING, logger="edgeknn.detector"):
+    with caplog.at_level(logging.WARNING, logger="edgeknn.vision.detector"):
         assert [d.label for d in detector.detect(frame)] == ["id:11"]
         detector.detect(frame)
     assert len([r for r in caplog.records if "class id 11" in r.message]) == 1
@@ -301,7 +301,7 @@ def test_a_label_file_one_longer_than_the_classes_warns_of_an_unmarked_backgroun
 ):
     shifted = tmp_path / "shifted.txt"
     shifted.write_text("nothing\n" + "\n".join(read_labels(PET_LABELS).names.values()) + "\n")
-    with caplog.at_level(logging.WARNING, logger="edgeknn.detector"):
+    with caplog.at_level(logging.WARNING, logger="edgeknn.vision.detector"):
         open_detector(PET_MODEL, shifted, accelerator="cpu")
     assert "write it as ???" in caplog.text
 

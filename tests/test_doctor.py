@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from conftest import MODELS
 
-from edgeknn import edgetpu_info, models, runtime
 from edgeknn.cli import main
 from edgeknn.cli.doctor import collect
-from edgeknn.edgetpu_info import (
+from edgeknn.vision import edgetpu_info, models, runtime
+from edgeknn.vision.edgetpu_info import (
     DelegateProbe,
     delegate_compat,
     find_edge_tpus,

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from conftest import IMAGES, MODELS
 
-from edgeknn.embedder import open_embedder, quantize_input
 from edgeknn.errors import EdgeTpuError, EdgeTpuModelOnCpu, ModelError, NotATFLiteModel
 from edgeknn.images import load_image
+from edgeknn.vision.embedder import open_embedder, quantize_input
 
 EXTRACTOR = MODELS / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"
 
@@ -108,7 +108,7 @@ def test_inputs_follow_the_model_quantization():
 
 def test_the_interpreter_package_can_be_chosen(monkeypatch):
     from edgeknn.errors import InterpreterMissing
-    from edgeknn.runtime import interpreter_package
+    from edgeknn.vision.runtime import interpreter_package
 
     monkeypatch.setenv("EDGEKNN_INTERPRETER", "ai-edge-litert")
     assert interpreter_package().name == "ai-edge-litert"

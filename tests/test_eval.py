@@ -8,7 +8,7 @@ from conftest import DATASETS
 
 from edgeknn.cli import main
 from edgeknn.errors import DatasetError
-from edgeknn.evaluation import split
+from edgeknn.tools.evaluation import split
 
 
 @pytest.mark.parametrize("dataset", ["flower_photos", "sign_language_digits", "hymenoptera"])

@@ -6,7 +6,7 @@ import pytest
 from conftest import MODELS
 
 from edgeknn.errors import DetectorError
-from edgeknn.labelmap import LabelMap, parse_labels, read_labels
+from edgeknn.vision.labelmap import LabelMap, parse_labels, read_labels
 
 
 def test_background_line_shifts_ids_by_one():

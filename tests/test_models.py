@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from conftest import MODELS
 
-from edgeknn import models
 from edgeknn.cli import main
 from edgeknn.errors import ChecksumMismatch, ModelError, ModelNotFound
+from edgeknn.vision import models
 
 TINY = "mobilenet_v1_tiny"  # mobilenet_v1_0.25_128_quant.tflite, 0.5 MB
 

@@ -15,12 +15,12 @@ from conftest import TIMEOUT, wait_until
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edgeknn.devbroker import free_port
 from edgeknn.errors import ConfigError, UnknownLabel
 from edgeknn.mqtt import MqttSettings, TlsSettings
 from edgeknn.mqtt.client import MqttClient
 from edgeknn.mqtt.commands import handle_message
 from edgeknn.mqtt.topics import Topics
+from edgeknn.tools.devbroker import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 TOPICS = Topics("test/dev")
@@ -107,7 +107,7 @@ LONE_CLIENT = """
 import sys, time
 from edgeknn.mqtt import MqttSettings
 from edgeknn.mqtt.client import MqttClient
-from edgeknn.devbroker import free_port
+from edgeknn.tools.devbroker import free_port
 from edgeknn.mqtt.topics import Topics
 client = MqttClient(MqttSettings(host=sys.argv[1], port=int(sys.argv[2])), Topics("test/dev"))
 client.start()

@@ -219,7 +219,7 @@ def test_the_matrix_stays_consistent_through_many_adds_and_removes(store):
 
 
 def test_the_matrix_spans_several_blocks(tmp_path, monkeypatch):
-    import edgeknn.matrix as matrix
+    import edgeknn.store.matrix as matrix
 
     monkeypatch.setattr(matrix, "BLOCK", 7)
     s = open_store(tmp_path / "s.db")

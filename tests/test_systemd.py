@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from edgeknn.systemd import Notifier
+from edgeknn.service.systemd import Notifier
 
 
 @pytest.fixture
@@ -86,7 +86,7 @@ def test_without_notify_socket_nothing_is_sent():
 
 def test_missing_socket_is_logged_once_and_never_raises(tmp_path, caplog):
     notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "gone")})
-    with caplog.at_level(logging.WARNING, logger="edgeknn.systemd"):
+    with caplog.at_level(logging.WARNING, logger="edgeknn.service.systemd"):
         assert not notifier.ready()
         assert not notifier.watchdog()
     notifier.close()

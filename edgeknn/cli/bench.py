@@ -82,7 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def bench_store(args: argparse.Namespace) -> int:
-    from edgeknn import bench_store as bench
+    from edgeknn.tools import bench_store as bench
 
     rows = bench.run(args.sizes, args.dim, args.dir)
     print(json.dumps(rows) if args.json else bench.report(rows, args.dim))
@@ -90,9 +90,9 @@ def bench_store(args: argparse.Namespace) -> int:
 
 
 def bench_pipeline(args: argparse.Namespace) -> int:
-    from edgeknn import bench_pipeline as bench
     from edgeknn.errors import EdgeKnnError
     from edgeknn.paths import default_models_dir
+    from edgeknn.tools import bench_pipeline as bench
 
     frames = args.frames or Path(__file__).resolve().parents[2].parent / "shared/data/images/imprinting"
     if not frames.exists():

@@ -6,12 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from edgeknn.embedder import Embedder
-from edgeknn.engines import build_embedder
 from edgeknn.images import RESIZE_POLICIES
 from edgeknn.paths import default_store
-from edgeknn.runtime import ACCELERATORS
 from edgeknn.store import Store
+from edgeknn.vision.embedder import Embedder
+from edgeknn.vision.engines import build_embedder
+from edgeknn.vision.runtime import ACCELERATORS
 
 
 def add_store_arg(parser: argparse.ArgumentParser) -> None:

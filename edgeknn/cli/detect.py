@@ -7,9 +7,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edgeknn.annotations import AnnotatedImage, load_annotations, with_size
 from edgeknn.cli.common import Progress, add_model_args
-from edgeknn.detection_eval import (
+from edgeknn.images import load_image
+from edgeknn.mqtt.payloads import detection_dict
+from edgeknn.tools.annotations import AnnotatedImage, load_annotations, with_size
+from edgeknn.tools.detection_eval import (
     CocoMetrics,
     GroundTruthBox,
     LabelMatch,
@@ -18,10 +20,8 @@ from edgeknn.detection_eval import (
     match_labels,
     parse_class_map,
 )
-from edgeknn.detector import Detector
-from edgeknn.engines import build_detector
-from edgeknn.images import load_image
-from edgeknn.mqtt.payloads import detection_dict
+from edgeknn.vision.detector import Detector
+from edgeknn.vision.engines import build_detector
 
 DETECT_EPILOG = """examples:
   edgeknn detect photo.jpg

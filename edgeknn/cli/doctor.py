@@ -16,9 +16,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from edgeknn import edgetpu_info, models, paths, runtime
-from edgeknn.edgetpu_info import DelegateProbe, EdgeTpuDevice
+from edgeknn import paths
 from edgeknn.errors import InterpreterMissing, ModelError
+from edgeknn.vision import edgetpu_info, models, runtime
+from edgeknn.vision.edgetpu_info import DelegateProbe, EdgeTpuDevice
 
 EPILOG = """examples:
   edgeknn doctor                      # human-readable report

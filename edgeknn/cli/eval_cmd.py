@@ -12,8 +12,8 @@ import numpy as np
 from edgeknn.cli.common import Progress, add_embedder_args, embedder_from_args
 from edgeknn.dataset import load_dataset
 from edgeknn.errors import EdgeKnnError, ImageError
-from edgeknn.evaluation import MethodResult, evaluate
 from edgeknn.images import load_image
+from edgeknn.tools.evaluation import MethodResult, evaluate
 
 EPILOG = """examples:
   edgeknn eval datasets/flower_photos --shots 5

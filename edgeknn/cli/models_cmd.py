@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from edgeknn import models, paths
+from edgeknn import paths
+from edgeknn.vision import models
 
 LIST_EPILOG = """examples:
   edgeknn models list

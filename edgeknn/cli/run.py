@@ -27,6 +27,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeknn import daemon
+    from edgeknn.service import daemon
 
     return daemon.run(args.config, log_level=args.log_level)

@@ -16,11 +16,11 @@ from edgeknn.cli.common import (
     open_store,
 )
 from edgeknn.dataset import load_dataset
-from edgeknn.embedder import Embedder
 from edgeknn.errors import EdgeKnnError, ImageError, StoreError
 from edgeknn.images import load_image
 from edgeknn.mqtt.payloads import prediction_dict
 from edgeknn.store import NewExample, Store, make_example
+from edgeknn.vision.embedder import Embedder
 
 BATCH = 64
 

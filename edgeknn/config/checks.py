@@ -13,7 +13,7 @@ import unicodedata
 from edgeknn.config.validate import shown
 from edgeknn.errors import EdgeTpuError
 from edgeknn.labels import validate_label
-from edgeknn.runtime import validate_device
+from edgeknn.vision.runtime import validate_device
 
 # The 40-pin header: physical (BOARD) pin -> BCM GPIO number.  The other header
 # pins are power and ground.  Needed to see that BOARD11 and GPIO17 are one pin.

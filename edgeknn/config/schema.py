@@ -13,7 +13,7 @@ from pathlib import Path
 from edgeknn.config import checks
 from edgeknn.config.validate import section, setting
 from edgeknn.images import RESIZE_POLICIES
-from edgeknn.runtime import ACCELERATORS
+from edgeknn.vision.runtime import ACCELERATORS
 
 At = Callable[[str], str]  # relative key -> full key path, for cross-key problems
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgeknn import models
-from edgeknn.embedder import Embedder, open_embedder
+from edgeknn.vision import models
+from edgeknn.vision.embedder import Embedder, open_embedder
 
 
 def _variants(
@@ -66,7 +66,7 @@ def build_detector(
     **options: Any,
 ) -> Any:
     """A detector.Detector; ``options`` (threshold, max_detections, allow, resize) go to it."""
-    from edgeknn.detector import open_detector
+    from edgeknn.vision.detector import open_detector
 
     name = model or models.default_model("detector").name
     cpu_path, tpu_path, info = _variants(name, edgetpu_model, accelerator, models_dir, mirror)

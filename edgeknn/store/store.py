@@ -30,7 +30,6 @@ from typing import BinaryIO
 
 import numpy as np
 
-from edgeknn import store_file
 from edgeknn.classify import Examples, classify
 from edgeknn.errors import (
     FingerprintMismatch,
@@ -41,8 +40,9 @@ from edgeknn.errors import (
 )
 from edgeknn.images import encode_jpeg
 from edgeknn.labels import validate_label
-from edgeknn.matrix import DTYPE, Matrix
 from edgeknn.results import Prediction
+from edgeknn.store import sqlite
+from edgeknn.store.matrix import DTYPE, Matrix
 
 THUMBNAIL_SIDE = 256  # px, longest side: enough to re-embed at 224
 @dataclass(frozen=True)
@@ -101,10 +101,10 @@ class Store:
         elif path.is_dir():
             raise StoreError(f"store {path} is a directory; --store takes a file path")
         if readonly:
-            return cls(path, store_file.connect_readonly(path), readonly=True)
-        lock = store_file.writer_lock(path)
+            return cls(path, sqlite.connect_readonly(path), readonly=True)
+        lock = sqlite.writer_lock(path)
         try:
-            return cls(path, store_file.connect_writable(path), writer_lock=lock)
+            return cls(path, sqlite.connect_writable(path), writer_lock=lock)
         except BaseException:
             lock.close()
             raise
@@ -159,7 +159,7 @@ class Store:
             if self.fingerprint is None and self.readonly:
                 return  # an unbound store is empty; nothing to check, nothing to write
             if self.fingerprint is None:
-                with store_file.transaction(self._conn):
+                with sqlite.transaction(self._conn):
                     self._conn.executemany(
                         "INSERT OR REPLACE INTO meta VALUES (?, ?)",
                         [("fingerprint", fingerprint), ("dim", str(dim))],
@@ -195,7 +195,7 @@ class Store:
                 updates.append((_blob(embed(thumb), dim), example_id))
                 if progress:
                     progress(done, len(rows))
-            with store_file.transaction(self._conn):
+            with sqlite.transaction(self._conn):
                 self._conn.executemany("UPDATE examples SET embedding = ? WHERE id = ?", updates)
                 self._conn.executemany(
                     "INSERT OR REPLACE INTO meta VALUES (?, ?)",
@@ -223,7 +223,7 @@ class Store:
             rows = [(validate_label(e.label), _blob(e.embedding, self.dim), e.thumbnail, e.source) for e in items]
             now = time.time()
             ids: list[int] = []
-            with store_file.transaction(self._conn):
+            with sqlite.transaction(self._conn):
                 if replace:
                     self._conn.execute("DELETE FROM examples")
                 for label, blob, thumb, source in rows:
@@ -248,7 +248,7 @@ class Store:
             row = self._conn.execute("SELECT label FROM examples WHERE id = ?", (example_id,)).fetchone()
             if row is None:
                 raise UnknownExample(f"no example with id {example_id} in store {self.path}")
-            with store_file.transaction(self._conn):
+            with sqlite.transaction(self._conn):
                 self._conn.execute("DELETE FROM examples WHERE id = ?", (example_id,))
             if self._matrix is not None:
                 self._matrix.remove(example_id)
@@ -261,7 +261,7 @@ class Store:
             count = self.counts().get(label, 0)
             if not count:
                 raise UnknownLabel(f"no class {label!r} in store {self.path} ({self._known()})")
-            with store_file.transaction(self._conn):
+            with sqlite.transaction(self._conn):
                 self._conn.execute("DELETE FROM examples WHERE label = ?", (label,))
             assert self._matrix is not None
             m = self._matrix
@@ -273,7 +273,7 @@ class Store:
         with self._lock:
             self._check_writable()
             count = len(self)
-            with store_file.transaction(self._conn):
+            with sqlite.transaction(self._conn):
                 self._conn.execute("DELETE FROM examples")
             if self._matrix is not None:
                 self._matrix.keep(np.zeros(self._matrix.n, dtype=bool))
@@ -288,7 +288,7 @@ class Store:
             count = self.counts().get(old, 0)
             if not count:
                 raise UnknownLabel(f"no class {old!r} in store {self.path} ({self._known()})")
-            with store_file.transaction(self._conn):
+            with sqlite.transaction(self._conn):
                 self._conn.execute("UPDATE examples SET label = ? WHERE label = ?", (new, old))
             assert self._matrix is not None
             self._matrix.relabel(self._code_of[old], self._code(new))

@@ -23,16 +23,16 @@ from typing import Any
 
 from edgeknn.cameras import Backoff, RetryingCamera, make_camera
 from edgeknn.config import Config, load_config
-from edgeknn.detection_stage import DetectionStage
-from edgeknn.engines import build_detector, build_embedder
 from edgeknn.errors import EdgeKnnError
 from edgeknn.mqtt import MqttSettings, NullPublisher, QosSettings, TlsSettings
 from edgeknn.mqtt.payloads import Announcer, DeviceState, Stats
 from edgeknn.mqtt.topics import Topics
-from edgeknn.pipeline import CaptureThread, FrameSlot, LoopSettings, Processed, Processor
+from edgeknn.service.detection_stage import DetectionStage
+from edgeknn.service.pipeline import CaptureThread, FrameSlot, LoopSettings, Processed, Processor
+from edgeknn.service.systemd import Notifier
+from edgeknn.service.teacher import ClassifierSettings, Engine, Teacher
 from edgeknn.store import Store
-from edgeknn.systemd import Notifier
-from edgeknn.teacher import ClassifierSettings, Engine, Teacher
+from edgeknn.vision.engines import build_detector, build_embedder
 
 log = logging.getLogger(__name__)
 

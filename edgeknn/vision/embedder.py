@@ -17,7 +17,7 @@ import numpy as np
 
 from edgeknn.errors import ModelError
 from edgeknn.images import RESIZE_POLICIES, as_rgb, fit, load_image
-from edgeknn.runtime import OpenedModel, open_interpreter
+from edgeknn.vision.runtime import OpenedModel, open_interpreter
 
 # The normalisation MobileNet (and most Coral classifiers) were trained with.
 INPUT_MEAN = 127.5

@@ -29,10 +29,10 @@ from PIL import Image
 from edgeknn.cameras import ReplayCamera
 from edgeknn.cameras.replay import folder_images
 from edgeknn.config import parse_config
-from edgeknn.daemon import Daemon
-from edgeknn.devbroker import LocalBroker
-from edgeknn.engines import build_embedder
 from edgeknn.images import fit, load_image
+from edgeknn.service.daemon import Daemon
+from edgeknn.tools.devbroker import LocalBroker
+from edgeknn.vision.engines import build_embedder
 
 
 def invoke_rate(interpreter: Any, seconds: float) -> float:
@@ -81,7 +81,7 @@ class LatencyListener:
 
     def __init__(self, host: str, port: int, topic: str) -> None:
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "edgeknn.bench_pipeline", host, str(port), topic],
+            [sys.executable, "-m", "edgeknn.tools.bench_pipeline", host, str(port), topic],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )
         assert self._proc.stdout is not None and self._proc.stdout.readline().strip() == "ready"

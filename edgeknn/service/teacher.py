@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from edgeknn.embedder import Embedder
 from edgeknn.errors import CameraError, EdgeKnnError
 from edgeknn.images import crop_region, encode_jpeg
 from edgeknn.results import Frame, Prediction
 from edgeknn.store import Store, make_example
+from edgeknn.vision.embedder import Embedder
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeknn.search import similarities
+from edgeknn.store.search import similarities
 
 DTYPE = np.float16
 # Rows per block: 64 MB of address space at 1024-d, but pages are backed by

@@ -2,7 +2,7 @@
 
 Runs SSD-style TFLite detectors that end in the ``TFLite_Detection_PostProcess``
 custom op (TF1 Object Detection API exports, TF2 exports, EfficientDet-Lite),
-on the Edge TPU or the CPU through :func:`edgeknn.runtime.open_interpreter`.
+on the Edge TPU or the CPU through :func:`edgeknn.vision.runtime.open_interpreter`.
 
 The op always has four outputs: boxes ``[1, N, 4]`` (ymin, xmin, ymax, xmax
 normalised to the input), classes ``[1, N]``, scores ``[1, N]`` and count
@@ -41,9 +41,9 @@ import numpy as np
 from edgeknn.boxes import model_box_to_frame
 from edgeknn.errors import DetectorError
 from edgeknn.images import RESIZE_POLICIES, Crop, as_rgb, fit
-from edgeknn.labelmap import LabelMap, read_labels
 from edgeknn.results import Detection
-from edgeknn.runtime import OpenedModel, open_interpreter
+from edgeknn.vision.labelmap import LabelMap, read_labels
+from edgeknn.vision.runtime import OpenedModel, open_interpreter
 
 log = logging.getLogger(__name__)
 

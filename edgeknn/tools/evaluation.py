@@ -13,8 +13,8 @@ import numpy as np
 
 from edgeknn.classify import Examples, classify
 from edgeknn.errors import DatasetError
-from edgeknn.matrix import DTYPE
-from edgeknn.search import similarities
+from edgeknn.store.matrix import DTYPE
+from edgeknn.store.search import similarities
 
 # What `edgeknn eval` compares: (name shown, method, k or None for the user's k).
 BASELINES = (("edgeknn", "balanced", None), ("knn-3", "knn", 3), ("class-mean", "ncm", None))

@@ -225,10 +225,10 @@ def probe_delegate(
 
     ``python`` is the interpreter to run the child with (tests pass one that crashes).
     """
-    package_root = str(Path(__file__).resolve().parent.parent)
+    package_root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    command = [python, "-m", "edgeknn.edgetpu_info"] + ([device] if device else [])
+    command = [python, "-m", "edgeknn.vision.edgetpu_info"] + ([device] if device else [])
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
@@ -249,7 +249,7 @@ def probe_delegate(
 def _probe_main(argv: list[str]) -> int:
     """Child side of probe_delegate: one JSON line for the delegate, one for pycoral."""
     from edgeknn.errors import DelegateMissing, EdgeTpuError, InterpreterMissing
-    from edgeknn.runtime import load_edgetpu_delegate
+    from edgeknn.vision.runtime import load_edgetpu_delegate
 
     device = argv[0] if argv else None
     try:

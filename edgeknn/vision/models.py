@@ -78,7 +78,7 @@ def manifest_source() -> Any:
     packaged = importlib.resources.files("edgeknn").joinpath("manifest.toml")
     if packaged.is_file():
         return packaged
-    return Path(__file__).resolve().parent.parent / "models" / "manifest.toml"
+    return Path(__file__).resolve().parents[2] / "models" / "manifest.toml"
 
 
 def load_manifest(path: Path | None = None) -> dict[str, ModelInfo]:

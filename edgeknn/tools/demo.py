@@ -1,6 +1,6 @@
 """The README's demo: the real service on sample photos, watched over MQTT.
 
-    python -m edgeknn.demo SHARED_DIR [--seconds N]
+    python -m edgeknn.tools.demo SHARED_DIR [--seconds N]
 
 1. starts a private mosquitto on a free loopback port;
 2. teaches cat, dog and hot dog from Coral's imprinting training photos;
@@ -24,7 +24,7 @@ import threading
 import time
 from pathlib import Path
 
-from edgeknn.devbroker import LocalBroker
+from edgeknn.tools.devbroker import LocalBroker
 
 TEACH = {
     "cat": ["cat_train_0.bmp"],
@@ -97,7 +97,7 @@ def show(message) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m edgeknn.demo", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m edgeknn.tools.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("shared", type=Path, help="the shared folder with data/images")
     parser.add_argument("--seconds", type=float, default=0, help="stop after this long (default: Ctrl-C)")
