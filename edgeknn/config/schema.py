@@ -10,15 +10,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeknn.classify import DEFAULT_METHOD, METHODS, UNKNOWN_THRESHOLD
 from edgeknn.config import checks
 from edgeknn.config.validate import section, setting
+from edgeknn.head import VIEWS
 from edgeknn.images import RESIZE_POLICIES
 from edgeknn.vision.runtime import ACCELERATORS
 
 At = Callable[[str], str]  # relative key -> full key path, for cross-key problems
 
 CAMERA_SOURCES = ("picamera2", "opencv", "replay", "synthetic")
-CLASSIFIER_METHODS = ("balanced", "knn", "ncm")
+CLASSIFIER_METHODS = METHODS
 PIN_FACTORIES = ("", "lgpio", "rpigpio", "pigpio", "native", "mock")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 TEACH_TARGETS = ("frame", "largest_object")
@@ -54,9 +56,11 @@ class EmbedderConfig:
 @dataclass(frozen=True)
 class ClassifierConfig:
     k: int = setting(3, "neighbours that vote", min=1, max=100)
-    method: str = setting("balanced", "voting method", choices=CLASSIFIER_METHODS)
-    unknown_threshold: float = setting(0.0, "cosine similarity below which a frame is unknown",
+    method: str = setting(DEFAULT_METHOD, "voting method", choices=CLASSIFIER_METHODS)
+    unknown_threshold: float = setting(UNKNOWN_THRESHOLD, "cosine similarity below which a frame is "
+                                       "unknown (logreg: to the winning class's mean feature)",
                                        min=-1.0, max=1.0)
+    views: str = setting("auto", "mirror each frame too: auto = on the Edge TPU only", choices=VIEWS)
     smoothing: int = setting(4, "majority over the last N predictions", min=1, max=100)
 
 

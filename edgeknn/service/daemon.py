@@ -24,11 +24,13 @@ from typing import Any
 from edgeknn.cameras import Backoff, RetryingCamera, make_camera
 from edgeknn.config import Config, load_config
 from edgeknn.errors import EdgeKnnError
+from edgeknn.head import views_in_effect
 from edgeknn.mqtt import MqttSettings, NullPublisher, QosSettings, TlsSettings
 from edgeknn.mqtt.payloads import Announcer, DeviceState, Stats
 from edgeknn.mqtt.topics import Topics
 from edgeknn.service.detection_stage import DetectionStage
 from edgeknn.service.pipeline import CaptureThread, FrameSlot, LoopSettings, Processed, Processor
+from edgeknn.service.refit import Refitter
 from edgeknn.service.systemd import Notifier
 from edgeknn.service.teacher import ClassifierSettings, Engine, Teacher
 from edgeknn.store import Store
@@ -57,9 +59,10 @@ def mqtt_settings(config: Config, device: str) -> MqttSettings:
     )
 
 
-def classifier_settings(config: Config) -> ClassifierSettings:
+def classifier_settings(config: Config, backend: str) -> ClassifierSettings:
     c = config.classifier
-    return ClassifierSettings(k=c.k, method=c.method, threshold=c.unknown_threshold)
+    return ClassifierSettings(k=c.k, method=c.method, threshold=c.unknown_threshold,
+                              views=views_in_effect(c.views, backend))
 
 
 @dataclass
@@ -102,6 +105,7 @@ class Daemon:
         self.processor: Processor | None = None
         self.teacher: Teacher | None = None
         self.engine: Engine | None = None
+        self.refitter: Refitter | None = None
         self.detection: DetectionStage | None = None
         self._processing: threading.Thread | None = None
 
@@ -120,7 +124,10 @@ class Daemon:
         store.bind(embedder.info.fingerprint, embedder.info.dim)
         log.info("embedder %s on %s (%d-d); store %s with %d examples",
                  embedder.info.tensor, embedder.info.backend, embedder.info.dim, store.path, len(store))
-        self.engine = Engine(embedder, store, classifier_settings(cfg))
+        # Always running, so a reload may switch to logreg; the class means answer until a fit lands.
+        self.refitter = Refitter(store, embedder.info.features)
+        self.refitter.start()
+        self.engine = Engine(embedder, store, classifier_settings(cfg, embedder.info.backend), self.refitter)
 
         settings = mqtt_settings(cfg, self.device)
         publisher = self._start_mqtt(settings)
@@ -315,7 +322,7 @@ class Daemon:
             self.notifier.ready()
             return
         assert self.engine is not None and self.processor is not None
-        self.engine.classifier = classifier_settings(new)
+        self.engine.classifier = classifier_settings(new, self.engine.embedder.info.backend)
         self.processor.configure(LoopSettings(new.classifier.smoothing, new.pipeline.prediction_interval))
         if self.log_level_given is None:
             logging.getLogger().setLevel(new.logging.level.upper())
@@ -361,6 +368,9 @@ class Daemon:
             steps.append(("capture", lambda: self._join_capture(capture, left(0.5))))
         if self._processing is not None:
             steps.append(("processing", lambda: self._join_processing(left(0.5))))
+        refitter = self.refitter
+        if refitter is not None:
+            steps.append(("refit", lambda: refitter.stop(timeout=left(0.5))))
         if self.store is not None:
             steps.append(("store", self.store.close))
         for name, step in steps:
@@ -369,7 +379,7 @@ class Daemon:
             except Exception:
                 log.exception("stopping %s failed", name)
         self.panel = self._own_factory = self.mqtt = self.camera = self.capture = None
-        self._processing = self.store = None
+        self._processing = self.store = self.refitter = None
 
     @staticmethod
     def _join_capture(capture: CaptureThread, timeout: float) -> None:

@@ -18,9 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from edgeknn.classify import DEFAULT_METHOD
 from edgeknn.errors import CameraError, EdgeKnnError
+from edgeknn.features import RAW
 from edgeknn.images import crop_region, encode_jpeg
 from edgeknn.results import Frame, Prediction
+from edgeknn.service.refit import Refitter
 from edgeknn.store import Store, make_example
 from edgeknn.vision.embedder import Embedder
 
@@ -32,30 +35,51 @@ FRAME_WAIT = 5.0  # seconds to wait for a new camera frame when teaching from th
 @dataclass(frozen=True)
 class ClassifierSettings:
     k: int = 3
-    method: str = "balanced"
+    method: str = DEFAULT_METHOD
     threshold: float = 0.0
+    views: str = "none"  # in effect on this backend: "none" or "mirror" (head.views_in_effect)
 
 
 class Engine:
     """The embedder and the store, shared safely between threads."""
 
-    def __init__(self, embedder: Embedder, store: Store, classifier: ClassifierSettings) -> None:
+    def __init__(self, embedder: Embedder, store: Store, classifier: ClassifierSettings,
+                 refitter: Refitter | None = None) -> None:
         self.embedder = embedder
         self.store = store
         self.classifier = classifier
+        self.refitter = refitter  # keeps the logreg head fitted; None for the other methods
         self._lock = threading.Lock()
+
+    @property
+    def mirrors(self) -> bool:
+        return self.classifier.views == "mirror"
 
     def embed(self, image: np.ndarray) -> np.ndarray:
         with self._lock:
             return self.embedder.embed(image)
 
-    def predict(self, embedding: np.ndarray) -> Prediction:
+    def embed_views(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The frame's embedding and, with views = mirror, its mirror image's."""
+        with self._lock:
+            embedding = self.embedder.embed(image)
+            mirror = self.embedder.embed(np.ascontiguousarray(image[:, ::-1])) if self.mirrors else None
+        return embedding, mirror
+
+    def predict(self, embedding: np.ndarray, mirror: np.ndarray | None = None) -> Prediction:
+        """Classify an embedding; with a mirror embedding, the mean of the two."""
         c = self.classifier
-        return self.store.predict(embedding, k=c.k, method=c.method, threshold=c.threshold)
+        if mirror is not None:
+            both = embedding + mirror
+            embedding = both / max(float(np.linalg.norm(both)), 1e-12)
+        refitter = self.refitter
+        head, features = (refitter.head, refitter.transform) if refitter is not None else (None, RAW)
+        return self.store.predict(embedding, k=c.k, method=c.method, threshold=c.threshold,
+                                  head=head, features=features)
 
     def embed_and_predict(self, image: np.ndarray) -> tuple[np.ndarray, Prediction]:
-        embedding = self.embed(image)
-        return embedding, self.predict(embedding)
+        embedding, mirror = self.embed_views(image)
+        return embedding, self.predict(embedding, mirror)
 
 
 class Teacher:
@@ -92,7 +116,10 @@ class Teacher:
             else:
                 images = [self._target_region(f.image, target) for f in self._next_frames(count)]
                 source = "camera"
-            examples = [make_example(label, img, self._engine.embed(img), source) for img in images]
+            examples = []
+            for img in images:
+                embedding, mirror = self._engine.embed_views(img)
+                examples.append(make_example(label, img, embedding, source, mirror))
             ids = self._engine.store.add_many(examples)
         counts = self._changed()
         log.info("taught %d example(s) of %r (%s, %s)", len(ids), label, source, target)

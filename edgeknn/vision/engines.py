@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edgeknn.features import RAW
 from edgeknn.vision import models
 from edgeknn.vision.embedder import Embedder, open_embedder
 
@@ -50,6 +51,7 @@ def build_embedder(
     return open_embedder(
         cpu_path, edgetpu_model=tpu_path, embedding_tensor=tensor, accelerator=accelerator,
         device=device or None, threads=threads or None, resize=resize,
+        features=info.features if info and tensor == info.embedding_tensor else RAW,
     )
 
 

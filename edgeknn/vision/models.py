@@ -34,6 +34,7 @@ from typing import Any, BinaryIO, Literal
 
 from edgeknn import paths
 from edgeknn.errors import ChecksumMismatch, ModelError, ModelNotFound
+from edgeknn.features import RAW, FeatureTransform, decode_mean
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ FileStatus = Literal["verified", "mismatch", "absent"]
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _REQUIRED = ("file", "url", "sha256", "kind")
 _OPTIONAL = ("edgetpu", "cpu_variant", "edgetpu_variant", "input", "embedding_tensor",
-             "labels", "default")
+             "labels", "default", "feature_power", "feature_mean")
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class ModelInfo:
     embedding_tensor: str | None = None
     labels: str | None = None
     default: bool = False
+    features: FeatureTransform = RAW  # what the few-shot head sees (see features.py)
 
 
 # --------------------------------------------------------------------------- manifest
@@ -143,12 +145,20 @@ def _entry(name: str, table: Any, where: str) -> ModelInfo:
                            for v in size)):
             raise fail("input", "[width, height] of positive integers", size)
         size = (size[0], size[1])
+    power = table.get("feature_power", 1.0)
+    if isinstance(power, bool) or not isinstance(power, int | float) or not 0 < power <= 1:
+        raise fail("feature_power", "a number in (0, 1]", power)
+    mean = None
+    if "feature_mean" in table:
+        if not isinstance(table["feature_mean"], str):
+            raise fail("feature_mean", "a base64 string (edgeknn models features)", table["feature_mean"])
+        mean = decode_mean(table["feature_mean"], f"{where}: models.{name}.feature_mean")
     return ModelInfo(
         name=name, file=file, url=table["url"], sha256=table["sha256"], kind=table["kind"],
         edgetpu=table.get("edgetpu", False), cpu_variant=table.get("cpu_variant"),
         edgetpu_variant=table.get("edgetpu_variant"), input=size,
         embedding_tensor=table.get("embedding_tensor"), labels=table.get("labels"),
-        default=table.get("default", False),
+        default=table.get("default", False), features=FeatureTransform(float(power), mean),
     )
 
 
