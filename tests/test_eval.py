@@ -11,26 +11,29 @@ from edgeknn.errors import DatasetError
 from edgeknn.tools.evaluation import split
 
 
-@pytest.mark.parametrize("dataset", ["flower_photos", "sign_language_digits", "hymenoptera"])
-def test_edgeknn_beats_plain_knn_at_five_shots(capsys, dataset):
-    assert main(["eval", str(DATASETS / dataset), "--shots", "5", "--seeds", "10", "--json"]) == 0
+def test_every_method_is_reported_side_by_side_for_each_shot_count(capsys):
+    assert main(["eval", str(DATASETS / "hymenoptera"), "--shots", "3", "5", "--seeds", "2",
+                 "--json", "--accelerator", "cpu"]) == 0
     report = json.loads(capsys.readouterr().out)
-    methods = report["methods"]
-    assert set(methods) == {"edgeknn", "knn-3", "class-mean"}
-    ours, knn = methods["edgeknn"], methods["knn-3"]
-    assert ours["accuracy"] > knn["accuracy"], methods
-    assert len(ours["per_seed"]) == 10
-    assert len(ours["confusion"]) == len(report["classes"])
-    # every query is counted once per seed
-    n_queries = sum(map(sum, ours["confusion"]))
-    assert n_queries == sum(map(sum, knn["confusion"]))
+    [embedder] = report["embedders"].values()
+    assert embedder["features"].startswith("pow0.5-mean")
+    assert set(embedder["shots"]) == {"3", "5"}
+    methods = embedder["shots"]["5"]
+    assert set(methods) == {"knn-3", "class-mean", "balanced", "logreg", "logreg+mirror"}
+    assert len(methods["logreg"]["per_seed"]) == 2 and methods["logreg"]["refit_ms"] > 0
+    # every query is counted once per seed, by every method
+    counts = {sum(map(sum, m["confusion"])) for m in methods.values()}
+    assert counts == {2 * (240 - 2 * 5)}
 
 
-def test_the_report_prints_all_three_methods_per_class_and_confusion(capsys):
-    assert main(["eval", str(DATASETS / "hymenoptera"), "--shots", "3", "--seeds", "2"]) == 0
+def test_the_report_prints_the_table_gains_per_class_and_confusion(capsys):
+    assert main(["eval", str(DATASETS / "hymenoptera"), "--shots", "3", "--seeds", "2",
+                 "--no-mirror", "--accelerator", "cpu"]) == 0
     out = capsys.readouterr().out
-    for word in ("edgeknn", "knn-3", "class-mean", "per class", "confusion", "ants", "bees"):
+    for word in ("knn-3", "class-mean", "balanced", "logreg", "gain over class-mean", "per class",
+                 "confusion", "ants", "bees"):
         assert word in out
+    assert "logreg+mirror" not in out
 
 
 def test_split_draws_shots_per_class_and_tests_on_the_rest():
