@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Literal
 
 from edgeknn import paths
+from edgeknn.classify import DEFAULT_METHOD
 from edgeknn.errors import InterpreterMissing, ModelError
+from edgeknn.head import VIEW_COST, views_in_effect
 from edgeknn.vision import edgetpu_info, models, runtime
 from edgeknn.vision.edgetpu_info import DelegateProbe, EdgeTpuDevice
 
@@ -56,6 +58,7 @@ class Report:
     models_dir: str
     models: tuple[ModelCheck, ...]
     findings: tuple[Finding, ...] = field(default=())
+    classifier: dict[str, str] = field(default_factory=dict)  # the defaults in effect here
 
     @property
     def is_usable(self) -> bool:
@@ -118,7 +121,16 @@ def collect(
                                     "yet; it is downloaded on first use, or now with: "
                                     "edgeknn models fetch"))
     return Report(interpreter, devices, libedgetpu, delegate, pairing, str(models_dir),
-                  tuple(checks), tuple(findings))
+                  tuple(checks), tuple(findings), _classifier(manifest, delegate.is_loaded))
+
+
+def _classifier(manifest: dict[str, models.ModelInfo], on_edgetpu: bool) -> dict[str, str]:
+    """The default classifier, the default embedder's feature transform and the views
+    that classifier.views = "auto" puts in effect on this machine, with their cost."""
+    embedder = next((i for i in manifest.values() if i.kind == "embedder" and i.default), None)
+    views = views_in_effect("auto", "edgetpu" if on_edgetpu else "cpu")
+    return {"method": DEFAULT_METHOD, "features": embedder.features.id if embedder else "pow1",
+            "views": views, "views_cost": VIEW_COST[views]}
 
 
 def _judge_edgetpu(
@@ -176,6 +188,10 @@ def render(report: Report) -> str:
     width = max((len(m.name) for m in report.models), default=0)
     for check in report.models:
         lines.append(f"    {check.name:<{width}}  {check.status}")
+    c = report.classifier
+    if c:
+        lines.append(f"  classifier   {c['method']}, features {c['features']}; views = auto means "
+                     f"{c['views']} here ({c['views_cost']})")
     for finding in report.findings:
         lines.append(f"{finding.level.upper()}: {finding.message}")
     verdict = (f"usable on the {'Edge TPU' if report.backend == 'edgetpu' else 'CPU'}"

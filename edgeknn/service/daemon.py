@@ -283,6 +283,7 @@ class Daemon:
             backend=self.backend,
             store_size=len(self.engine.store),
             uptime_s=time.monotonic() - self.started,
+            classifier=self.engine.describe(),
         )
 
     def wait(self) -> None:

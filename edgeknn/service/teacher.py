@@ -21,6 +21,7 @@ import numpy as np
 from edgeknn.classify import DEFAULT_METHOD
 from edgeknn.errors import CameraError, EdgeKnnError
 from edgeknn.features import RAW
+from edgeknn.head import VIEW_COST
 from edgeknn.images import crop_region, encode_jpeg
 from edgeknn.results import Frame, Prediction
 from edgeknn.service.refit import Refitter
@@ -76,6 +77,22 @@ class Engine:
         head, features = (refitter.head, refitter.transform) if refitter is not None else (None, RAW)
         return self.store.predict(embedding, k=c.k, method=c.method, threshold=c.threshold,
                                   head=head, features=features)
+
+    def describe(self) -> dict[str, Any]:
+        """What classifies, as in effect (for the stats topic)."""
+        c = self.classifier
+        out: dict[str, Any] = {"method": c.method, "views": c.views, "views_cost": VIEW_COST[c.views],
+                               "unknown_threshold": c.threshold}
+        if c.method == "logreg" and self.refitter is not None:
+            head = self.refitter.head
+            out["features"] = self.refitter.transform.id
+            out["head_current"] = head is not None and head.version == self.store.version
+            if head is not None:
+                out["head_rows"] = head.rows
+                out["refit_ms"] = round(head.seconds * 1e3, 1)
+            if self.refitter.last_error:
+                out["refit_error"] = self.refitter.last_error
+        return out
 
     def embed_and_predict(self, image: np.ndarray) -> tuple[np.ndarray, Prediction]:
         embedding, mirror = self.embed_views(image)
