@@ -176,3 +176,17 @@ def test_a_mirror_view_is_stored_beside_its_example_and_goes_with_it(tmp_path):
     rows, labels, _ = store.snapshot()
     assert labels == ["z", "z"] and store.view_count() == 1 and kept
     store.close()
+
+
+def test_models_features_prints_manifest_lines_for_a_stated_image_set(tmp_path, capsys):
+    import shutil
+    import tomllib
+
+    from edgeknn.cli import main
+
+    for path in sorted((DATASETS / "raccoon" / "images").iterdir())[:3]:
+        shutil.copy(path, tmp_path / path.name)
+    assert main(["models", "features", str(tmp_path), "--accelerator", "cpu"]) == 0
+    lines = tomllib.loads(capsys.readouterr().out)
+    mean = decode_mean(lines["feature_mean"], "output")
+    assert lines["feature_power"] == 0.5 and mean.shape == (1024,)

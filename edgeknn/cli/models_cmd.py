@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TextIO
 
 from edgeknn import paths
+from edgeknn.cli import features_cmd
 from edgeknn.vision import models
 
 LIST_EPILOG = """examples:
@@ -146,4 +147,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     fetcher.add_argument("--force", action="store_true",
                          help="download even if a verified file is present")
     _add_models_dir(fetcher)
+    features_cmd.add_action(actions)
     fetcher.set_defaults(func=fetch_models)
