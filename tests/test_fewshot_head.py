@@ -190,3 +190,28 @@ def test_models_features_prints_manifest_lines_for_a_stated_image_set(tmp_path, 
     lines = tomllib.loads(capsys.readouterr().out)
     mean = decode_mean(lines["feature_mean"], "output")
     assert lines["feature_power"] == 0.5 and mean.shape == (1024,)
+
+
+def test_the_two_model_embedder_concatenates_unit_halves_and_names_both_in_its_fingerprint():
+    pair = build_embedder("mobilenet_v1_v2_concat", accelerator="cpu", threads=1)
+    v1 = build_embedder("mobilenet_v1_embedder", accelerator="cpu", threads=1)
+    image = load_image(sorted((DATASETS / "hymenoptera" / "ants").iterdir())[0])
+    joined = pair.embed(image)
+    assert pair.info.dim == 1024 + 1280 and joined.shape == (2304,)
+    assert v1.info.fingerprint in pair.info.fingerprint and "MobilenetV2/Logits/AvgPool" in pair.info.fingerprint
+    assert np.allclose(joined[:1024] * np.sqrt(2), v1.embed(image), atol=1e-5)
+    assert pair.info.features.mean is not None and pair.info.features.mean.shape == (2304,)
+
+
+def test_a_manifest_entry_with_parts_must_name_cpu_entries_with_an_embedding_tensor():
+    base = {"file": "a.tflite", "url": "https://x/a", "sha256": "0" * 64, "kind": "embedder",
+            "embedding_tensor": "t"}
+    table = {"models": {"a": base, "b": {**base, "file": "b.tflite"},
+                        "ab": {"kind": "embedder", "parts": ["a", "b"]}}}
+    assert parse_manifest(table)["ab"].parts == ("a", "b")
+    table["models"]["ab"]["parts"] = ["a", "nope"]
+    with pytest.raises(ModelError, match="models.ab.parts"):
+        parse_manifest(table)
+    table["models"]["ab"] = {"kind": "embedder", "parts": ["a", "b"], "file": "x.tflite"}
+    with pytest.raises(ModelError, match="models.ab.file"):
+        parse_manifest(table)

@@ -46,6 +46,14 @@ def build_embedder(
     mirror: str | None = None,
 ) -> Embedder:
     name = model or models.default_model("embedder").name
+    manifest = models.load_manifest()
+    if name in manifest and manifest[name].parts and not models.looks_like_path(name):
+        from edgeknn.vision.concat import ConcatEmbedder
+
+        parts = [build_embedder(part, accelerator=accelerator, device=device, threads=threads,
+                                resize=resize, models_dir=models_dir, mirror=mirror)
+                 for part in manifest[name].parts]
+        return ConcatEmbedder(parts, features=manifest[name].features, resize=resize)
     cpu_path, tpu_path, info = _variants(name, edgetpu_model, accelerator, models_dir, mirror)
     tensor = embedding_tensor or (info.embedding_tensor if info else None)
     return open_embedder(
