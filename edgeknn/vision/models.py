@@ -445,7 +445,8 @@ def select(
     chosen = [lookup(n, manifest) for n in names] if names else list(manifest.values())
     if kind is not None:
         chosen = [i for i in chosen if i.kind == kind]
-    chosen = [manifest[p] for i in chosen for p in i.parts] + [i for i in chosen if not i.parts]
+    # An entry with parts has no file: fetching it by name fetches its parts.
+    chosen = [manifest[p] for i in chosen for p in i.parts if names] + [i for i in chosen if not i.parts]
     if with_labels:
         chosen += [manifest[i.labels] for i in chosen if i.labels is not None]
     unique: dict[str, ModelInfo] = {}
