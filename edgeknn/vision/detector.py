@@ -34,7 +34,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 
@@ -290,6 +290,15 @@ def detections_from_outputs(
     return found[:max_detections] if max_detections is not None else found
 
 
+class DetectorOptions(TypedDict, total=False):
+    """What may be passed on to :class:`Detector` by name (its defaults apply to the rest)."""
+
+    threshold: float
+    max_detections: int | None
+    allow: frozenset[str] | None
+    resize: str
+
+
 class Detector:
     """An SSD detector over one opened interpreter; see the module docstring."""
 
@@ -413,7 +422,7 @@ def open_detector(
     accelerator: str = "auto",
     device: str | None = None,
     threads: int | None = None,
-    **options: Any,
+    **options: Unpack[DetectorOptions],
 ) -> Detector:
     """Open a detector model and its label file; ``options`` go to :class:`Detector`."""
     label_map = labels if isinstance(labels, LabelMap) else read_labels(labels)
