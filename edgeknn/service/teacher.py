@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
 from edgeknn.errors import CameraError, EdgeKnnError
 from edgeknn.images import crop_region, encode_jpeg
+from edgeknn.mqtt.commands import Reply
 from edgeknn.results import Frame
 from edgeknn.service.detection_stage import largest
 from edgeknn.service.engine import Engine, FrameSource
@@ -55,7 +55,7 @@ class Teacher:
     # ----- the CommandTarget ------------------------------------------------
 
     def add(self, label: str, count: int = 1, image: np.ndarray | None = None,
-            target: str | None = None) -> dict[str, Any]:
+            target: str | None = None) -> Reply:
         target = target or self._default_target
         with self._teach_lock:
             if image is not None:
@@ -70,23 +70,23 @@ class Teacher:
         log.info("taught %d example(s) of %r (%s, %s)", len(ids), label, source, target)
         return {"label": label, "example_ids": ids, "counts": counts}
 
-    def remove_label(self, label: str) -> dict[str, Any]:
+    def remove_label(self, label: str) -> Reply:
         removed = self._engine.store.clear_class(label)
         return {"label": label, "removed": removed, "counts": self._changed()}
 
-    def remove_example(self, example_id: int) -> dict[str, Any]:
+    def remove_example(self, example_id: int) -> Reply:
         label = self._engine.store.remove(example_id)
         return {"example_id": example_id, "label": label, "removed": 1, "counts": self._changed()}
 
-    def clear(self) -> dict[str, Any]:
+    def clear(self) -> Reply:
         removed = self._engine.store.clear()
         return {"removed": removed, "counts": self._changed()}
 
-    def rename(self, old: str, new: str) -> dict[str, Any]:
+    def rename(self, old: str, new: str) -> Reply:
         moved = self._engine.store.rename(old, new)
         return {"from": old, "to": new, "moved": moved, "counts": self._changed()}
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> Reply:
         frame = self._frames.latest
         if frame is None:
             raise CameraError("no camera frame yet; is the camera working? (see the state topic)")

@@ -222,7 +222,7 @@ def read_postprocess_options(model: Path) -> PostProcessOptions | None:
     return None
 
 
-def _int_or_none(value: Any) -> int | None:
+def _int_or_none(value: object) -> int | None:
     return int(value) if isinstance(value, int | float) else None
 
 
