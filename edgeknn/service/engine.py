@@ -14,29 +14,29 @@ written against.  The real ones are :class:`~edgeknn.vision.embedder.Embedder`,
 
 The locking rule
 ----------------
-The service runs four threads that touch the models or the store: the
-processing loop (every frame), the MQTT command worker and the button worker
-(when they teach), and the main thread (stats, reload).
+Five threads touch the models or the store: the processing loop (every
+frame), the MQTT command worker and the button worker (when they teach), the
+MQTT network thread (counts, on reconnecting) and the main thread (stats,
+SIGHUP).  The rule for them is written here and nowhere else:
 
 1. **The interpreters are called only through the Engine, under its one
    lock.**  A LiteRT interpreter is not thread-safe, and the embedder and the
    detector may share one Edge TPU, so :meth:`Engine.embed` and
    :meth:`Engine.detect` run one inference at a time, whichever thread asks.
-   Nothing else calls ``Embedder.embed`` or ``Detector.detect`` in the service.
+   Nothing in the service calls ``Embedder.embed`` or ``Detector.detect``
+   directly.
 2. **The store guards itself.**  :class:`~edgeknn.store.Store` holds its own
    lock around its database and search matrix, so any thread may call it.  The
    Engine never calls the store while holding its lock, so the two locks never
    nest and cannot deadlock.
-3. **Everything else belongs to one thread.**  State owned by a component is
-   changed by that component's thread only: the processing loop's smoother and
-   publishing gate (other threads ask through ``Processor.reset`` and
-   ``Processor.configure``, applied between frames), the detection stage's
-   rate gate, the Teacher's record of the last frame taught (the Teacher
-   serialises its teaching requests so that two of them never take the same
-   frame).
-
-The classifier settings are replaced whole (a frozen value) on SIGHUP; a
-reader sees the old or the new settings, never a mix.
+3. **Other shared state is handed over, not shared.**  Other threads change
+   the processing loop only through ``Processor.reset`` and
+   ``Processor.configure``, which it applies between frames; frames pass from
+   the capture thread through ``FrameSlot``; the Teacher takes one teaching
+   request at a time, so the MQTT and button workers never teach the same
+   frame.  The detection stage's state belongs to the processing loop alone.
+   The classifier settings are replaced whole (a frozen value) on SIGHUP; a
+   prediction reads them once and sees the old or the new, never a mix.
 """
 
 from __future__ import annotations

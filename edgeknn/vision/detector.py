@@ -23,8 +23,8 @@ model file does not tell (no ``flatbuffers`` package), a class id the label
 file does not name is reported as ``id:<n>`` and logged once, never an error
 in the middle of a run.
 
-A :class:`Detector` owns one interpreter and is not thread-safe: call it from
-one thread (the processing loop).
+A :class:`Detector` owns one interpreter and is not thread-safe: one caller
+at a time (the service calls it only through its Engine: service/engine.py).
 """
 
 from __future__ import annotations
