@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -261,12 +262,31 @@ def test_a_class_button_teaches_one_camera_frame(teacher, camera, store):
     assert store.counts() == {"cat": 1}
 
 
-def test_two_teachers_at_once_never_teach_the_same_frame(teacher, camera, embedder):
+class SlowFrames:
+    """A FrameSlot that takes 50 ms to hand over a frame, so that two callers overlap."""
+
+    def __init__(self, slot: FrameSlot) -> None:
+        self._slot = slot
+
+    @property
+    def latest(self) -> Frame | None:
+        return self._slot.latest
+
+    def newer_than(self, index: int, timeout: float) -> Frame | None:
+        time.sleep(0.05)
+        return self._slot.newer_than(index, timeout)
+
+
+def test_two_teachers_at_once_never_teach_the_same_frame(embedder, store, slot, camera):
     """The MQTT worker and the button worker teach at the same time."""
+    teacher = Teacher(Engine(embedder, store, ClassifierSettings()), SlowFrames(slot), on_change=Changes(),
+                      frame_wait=WAIT)
     camera.shows(1)
+    start = threading.Barrier(2)
     errors: list[BaseException] = []
 
     def press() -> None:
+        start.wait()
         try:
             teacher.add_from_button("cat")
         except CameraError as exc:
