@@ -15,11 +15,11 @@ from edgeknn.mqtt.discovery import (
     DeviceDescription,
     config_payload,
     device_config,
-    event_payload,
     expire_after,
     jinja_string,
     node_id,
 )
+from edgeknn.mqtt.payloads import event_payload
 from edgeknn.mqtt.topics import Topics
 
 GOLDEN = Path(__file__).parent / "golden"

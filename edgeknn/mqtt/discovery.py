@@ -31,11 +31,10 @@ from typing import Any
 
 from edgeknn import __version__
 from edgeknn.labels import LABEL_PATTERN, MAX_LABEL_LENGTH
-from edgeknn.mqtt.payloads import rounded, to_json
+from edgeknn.mqtt.payloads import UNKNOWN_EVENT, to_json
 from edgeknn.mqtt.topics import Topics
 
 DEFAULT_PREFIX = "homeassistant"
-UNKNOWN_EVENT = "unknown"  # the event type fired when the camera stops recognising anything
 ONLINE = "online"  # what Home Assistant publishes on <prefix>/status when it (re)starts
 
 # Per-class components: key suffix -> platform.  Stubs for a removed class use these.
@@ -58,11 +57,6 @@ def discovery_topic(prefix: str, node: str) -> str:
 def status_topic(prefix: str) -> str:
     """Where Home Assistant announces itself (``online`` after each start)."""
     return f"{prefix}/status"
-
-
-def event_topic(topics: Topics) -> str:
-    """``<base>/event``: one JSON each time the recognised label changes."""
-    return f"{topics.base}/event"
 
 
 def jinja_string(text: str) -> str:
@@ -147,7 +141,7 @@ def device_config(device: DeviceDescription, topics: Topics, classes: Sequence[C
           json_attr_t=topics.prediction,
           json_attr_tpl="{{ {'confidence': (value_json.confidence or 0) | round(1)} | tojson }}",
           exp_aft=device.expire_after, **sees)
-    c.add("recognised", "event", "Recognised", "recognised", stat_t=event_topic(topics),
+    c.add("recognised", "event", "Recognised", "recognised", stat_t=topics.event,
           evt_typ=list(dict.fromkeys([*labels, UNKNOWN_EVENT])), icon="mdi:eye-check")
     c.add("teach_new", "text", "Teach new class", "teach_new_class", cmd_t=topics.command("add"),
           cmd_tpl="{{ {'label': value} | tojson }}", ptrn=LABEL_PATTERN, min=1, max=MAX_LABEL_LENGTH,
@@ -201,9 +195,3 @@ def device_config(device: DeviceDescription, topics: Topics, classes: Sequence[C
 def config_payload(device: DeviceDescription, topics: Topics, classes: Sequence[ClassEntry],
                    removed: Iterable[int] = ()) -> bytes:
     return to_json(device_config(device, topics, classes, removed))
-
-
-def event_payload(label: str | None, confidence: float) -> bytes:
-    """What ``<base>/event`` carries when the recognised label changes (None: unknown)."""
-    return to_json({"event_type": UNKNOWN_EVENT if label is None else label,
-                    "confidence": rounded(confidence)})
