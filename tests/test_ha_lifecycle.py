@@ -144,3 +144,19 @@ def test_ha_remove_deletes_the_retained_config_and_leaves_the_service_status_alo
     later = listen("#")
     later.wait_for("edgeknn/testpi/status", b"online")  # retained, and still online
     assert later.on(config_topic) == []  # no retained config left: Home Assistant deletes the device
+
+
+def test_classes_removed_while_the_service_was_stopped_are_removed_from_home_assistant():
+    classes = {"cat": 1, "dog": 2}
+    old, old_publisher, _, _ = make_link(classes)
+    old.publish_config()
+    retained = old_publisher.last(CONFIG_TOPIC).payload
+    classes.pop("dog")  # e.g. `edgeknn store remove` while the service was stopped
+    link, publisher, _, _ = make_link(classes)
+    link.publish_config()
+    link.retained_config(retained, retained=True)
+    assert components(publisher)["class_2_sees"] == {"p": "binary_sensor"}
+    sent = len(publisher.on(CONFIG_TOPIC))
+    link.retained_config(publisher.last(CONFIG_TOPIC).payload, retained=False)  # our own, read back
+    link.retained_config(b"", retained=True)  # after `edgeknn ha remove`
+    assert len(publisher.on(CONFIG_TOPIC)) == sent  # nothing new: no loop

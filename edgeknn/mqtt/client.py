@@ -271,8 +271,8 @@ class MqttClient:
         log.info("connected to MQTT broker %s:%d", self._settings.host, self._settings.port)
         options = SubscribeOptions(qos=self._settings.qos.commands, noLocal=True)
         client.subscribe(self._topics.cmd_wildcard, options=options)
-        for topic in self._watched:
-            client.subscribe(topic, options=options)
+        for topic in self._watched:  # without noLocal: our own retained config is read back too
+            client.subscribe(topic, options=SubscribeOptions(qos=self._settings.qos.commands))
         if self._announce_status:
             client.publish(self._topics.status, ONLINE, self._settings.qos.status, True)
         if self._on_connected is not None:

@@ -23,6 +23,7 @@ Everything here is pure: dataclasses in, dicts and bytes out.
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -190,6 +191,18 @@ def device_config(device: DeviceDescription, topics: Topics, classes: Sequence[C
         dev["cu"] = device.configuration_url
     return {"dev": dev, "o": {"name": "edgeknn", "sw": device.sw_version}, "avty_t": topics.status,
             "cmps": c.cmps}
+
+
+def class_ids_in(payload: bytes) -> set[int]:
+    """The class ids a config (ours, as retained by the broker) has components for;
+    empty for anything that is not such a config."""
+    try:
+        cmps = json.loads(payload).get("cmps")
+    except (ValueError, AttributeError):
+        return set()
+    if not isinstance(cmps, dict):
+        return set()
+    return {int(m.group(1)) for key in cmps if (m := re.fullmatch(r"class_(\d+)_[a-z]+", str(key)))}
 
 
 def config_payload(device: DeviceDescription, topics: Topics, classes: Sequence[ClassEntry],

@@ -13,7 +13,8 @@ answering a restart all in the same instant.
 
 A class that goes away keeps its ``{"p": ...}`` stubs in every config sent by
 this process, so a Home Assistant that was offline when it went still deletes
-its entities on reading the retained config.  Turning discovery off, or
+its entities on reading the retained config; classes that went while the
+service was stopped are found in the retained config read back on connect.  Turning discovery off, or
 changing the device id, leaves the old device behind: ``edgeknn ha remove``
 sends the empty retained config that deletes it.
 """
@@ -34,6 +35,7 @@ from edgeknn.mqtt.discovery import (
     ONLINE,
     ClassEntry,
     DeviceDescription,
+    class_ids_in,
     config_payload,
     expire_after,
     node_id,
@@ -102,6 +104,16 @@ class HomeAssistantLink:
             payload = config_payload(self.device, self._topics, entries, self._removed)
             self._publisher.publish(self.device.topic, payload, DISCOVERY_QOS, True)
 
+    def retained_config(self, payload: bytes, retained: bool) -> None:
+        """Our own config as the broker holds it (read on connect): classes it names that
+        the store no longer has, removed while the service was stopped, become stubs."""
+        with self._lock:
+            stale = class_ids_in(payload) - set(self._classes().values()) - self._removed
+            self._removed |= stale
+        if stale:
+            log.info("removing %d class(es) from Home Assistant that went while edgeknn was stopped", len(stale))
+            self.publish_config()
+
     def home_assistant_status(self, payload: bytes, retained: bool) -> None:
         """``<prefix>/status``: after ``online`` (Home Assistant started), announce again."""
         if payload.strip() != ONLINE.encode() or retained:
@@ -164,4 +176,5 @@ def connect(config: Config, device_id: str, mqtt: Broker | None, topics: Topics,
                              classes=classes, resend_states=resend_states, snapshot=snapshot,
                              snapshot_interval=h.snapshot_interval)
     mqtt.watch(status_topic(h.prefix), link.home_assistant_status)
+    mqtt.watch(link.device.topic, link.retained_config)
     return link
