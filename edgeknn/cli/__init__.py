@@ -27,9 +27,9 @@ from edgeknn.cli import (  # noqa: E402
     store_cmd,
     teach,
 )
+from edgeknn.config.schema import LOG_LEVELS
 from edgeknn.errors import EdgeKnnError
 
-LOG_LEVELS = ["debug", "info", "warning", "error"]
 COMMAND_MODULES = (run, teach, eval_cmd, store_cmd, models_cmd, detect, config_cmd, doctor, bench)
 
 EPILOG = """examples:
