@@ -18,11 +18,14 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from edgeknn.mqtt import Publisher, QosSettings
+from edgeknn.mqtt import Publisher
 from edgeknn.mqtt.topics import Topics
 from edgeknn.results import Detection, Frame, Prediction
+
+if TYPE_CHECKING:  # the config imports this package's rules, so not at run time
+    from edgeknn.config import MqttQosConfig
 
 
 @dataclass(frozen=True)
@@ -150,11 +153,10 @@ class Announcer:
     which also sets it as the Last Will.
     """
 
-    def __init__(self, publisher: Publisher, topics: Topics,
-                 qos: QosSettings | None = None) -> None:
+    def __init__(self, publisher: Publisher, topics: Topics, qos: MqttQosConfig) -> None:
         self._publisher = publisher
         self._topics = topics
-        self._qos = qos or QosSettings()
+        self._qos = qos
 
     def prediction(self, prediction: Prediction, frame: Frame, latency_ms: float) -> None:
         payload = prediction_payload(prediction, frame, latency_ms)

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from edgeknn.cameras import Backoff, RetryingCamera, make_camera
-from edgeknn.config import Config, load_config
+from edgeknn.config import Config, MqttConfig, load_config
 from edgeknn.errors import EdgeKnnError
-from edgeknn.mqtt import MqttSettings, NullPublisher, QosSettings, TlsSettings
+from edgeknn.mqtt import NullPublisher
 from edgeknn.mqtt.payloads import Announcer, DeviceState, Stats
 from edgeknn.mqtt.topics import Topics
 from edgeknn.service.detection_stage import DetectionStage
@@ -43,18 +43,9 @@ def device_id(config: Config) -> str:
     return config.device_id or socket.gethostname().split(".")[0]
 
 
-def mqtt_settings(config: Config, device: str) -> MqttSettings:
-    m = config.mqtt
-    return MqttSettings(
-        enabled=m.enabled, host=m.host, port=m.port,
-        client_id=m.client_id or f"edgeknn-{device}",
-        username=m.username or None, password=m.password or None,
-        keepalive=m.keepalive, base_topic=m.base_topic, max_queued=m.max_queued,
-        reconnect_min=m.reconnect_min, reconnect_max=m.reconnect_max,
-        tls=TlsSettings(enabled=m.tls.enabled, ca=m.tls.ca or None, certfile=m.tls.certfile or None,
-                        keyfile=m.tls.keyfile or None, insecure=m.tls.insecure),
-        qos=QosSettings(**{k: getattr(m.qos, k) for k in QosSettings.__dataclass_fields__}),
-    )
+def mqtt_config(config: Config, device: str) -> MqttConfig:
+    """The ``[mqtt]`` section with its client id filled in: ``edgeknn-<device>`` unless set."""
+    return replace(config.mqtt, client_id=config.mqtt.client_id or f"edgeknn-{device}")
 
 
 def classifier_settings(config: Config) -> ClassifierSettings:
@@ -122,9 +113,8 @@ class Daemon:
                  embedder.info.tensor, embedder.info.backend, embedder.info.dim, store.path, len(store))
         self.engine = Engine(embedder, store, classifier_settings(cfg))
 
-        settings = mqtt_settings(cfg, self.device)
-        publisher = self._start_mqtt(settings)
-        self.announcer = Announcer(publisher, self.topics, settings.qos)
+        publisher = self._start_mqtt(mqtt_config(cfg, self.device))
+        self.announcer = Announcer(publisher, self.topics, cfg.mqtt.qos)
 
         d = cfg.detector
         if d.enabled:
@@ -172,7 +162,7 @@ class Daemon:
         """Where the embedder runs: "edgetpu" or "cpu"."""
         return self.engine.embedder.info.backend if self.engine else "cpu"
 
-    def _start_mqtt(self, settings: MqttSettings) -> Any:
+    def _start_mqtt(self, settings: MqttConfig) -> Any:
         if not settings.enabled:
             log.info("mqtt disabled: nothing is published")
             return NullPublisher()
@@ -203,23 +193,13 @@ class Daemon:
         g = self.config.gpio
         if not g.enabled:
             return
-        from edgeknn.gpio import ButtonPanel, ButtonSpec, ClearButtonSpec, PanelSettings, open_pin_factory
+        from edgeknn.gpio import ButtonPanel, open_pin_factory
 
-        def pin(value: int | str) -> Any:
-            return None if value == "" else value
-
-        settings = PanelSettings(
-            buttons=tuple(ButtonSpec(b.pin, b.label, pin(b.led)) for b in g.buttons),
-            clear_button=ClearButtonSpec(g.clear_button.pin, g.clear_button.hold_time)
-            if g.clear_button.pin != "" else None,
-            status_led=pin(g.status_led), hold_time=g.hold_time, record_rate=g.record_rate,
-            bounce_time=g.bounce_time,
-        )
         factory = self._pin_factory
         if factory is None:
             factory = self._own_factory = open_pin_factory(g.pin_factory)
         assert self.teacher is not None
-        self.panel = ButtonPanel(settings, on_add=self.teacher.add_from_button,
+        self.panel = ButtonPanel(g, on_add=self.teacher.add_from_button,
                                  on_clear=self.teacher.clear_from_button, pin_factory=factory)
 
     # ----- running -------------------------------------------------------------
