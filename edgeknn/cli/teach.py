@@ -15,6 +15,7 @@ from edgeknn.cli.common import (
     embedder_from_args,
     open_store,
 )
+from edgeknn.config import ClassifierConfig
 from edgeknn.dataset import load_dataset
 from edgeknn.errors import EdgeKnnError, ImageError, StoreError
 from edgeknn.images import load_image
@@ -123,6 +124,7 @@ def teach_files(
 
 def predict(args: argparse.Namespace) -> int:
     embedder = embedder_from_args(args)
+    classifier = ClassifierConfig(k=args.k, method=args.method, unknown_threshold=args.threshold)
     failures = 0
     with open_store(args, create=False, readonly=True) as store:
         if not len(store):
@@ -135,7 +137,7 @@ def predict(args: argparse.Namespace) -> int:
                 print(f"edgeknn: error: {exc}", file=sys.stderr)
                 failures += 1
                 continue
-            pred = store.predict(embedding, k=args.k, method=args.method, threshold=args.threshold)
+            pred = store.predict(embedding, classifier)
             if args.json:
                 print(json.dumps({"image": str(path), **prediction_dict(pred)}), flush=True)
             else:

@@ -28,9 +28,9 @@ from edgeknn.mqtt import NullPublisher
 from edgeknn.mqtt.payloads import Announcer, DeviceState, Stats
 from edgeknn.mqtt.topics import Topics
 from edgeknn.service.detection_stage import DetectionStage
-from edgeknn.service.pipeline import CaptureThread, FrameSlot, LoopSettings, Processed, Processor
+from edgeknn.service.pipeline import CaptureThread, FrameSlot, Processed, Processor
 from edgeknn.service.systemd import Notifier
-from edgeknn.service.teacher import ClassifierSettings, Engine, Teacher
+from edgeknn.service.teacher import Engine, Teacher
 from edgeknn.store import Store
 from edgeknn.vision.engines import build_detector, build_embedder
 
@@ -46,11 +46,6 @@ def device_id(config: Config) -> str:
 def mqtt_config(config: Config, device: str) -> MqttConfig:
     """The ``[mqtt]`` section with its client id filled in: ``edgeknn-<device>`` unless set."""
     return replace(config.mqtt, client_id=config.mqtt.client_id or f"edgeknn-{device}")
-
-
-def classifier_settings(config: Config) -> ClassifierSettings:
-    c = config.classifier
-    return ClassifierSettings(k=c.k, method=c.method, threshold=c.unknown_threshold)
 
 
 @dataclass
@@ -111,7 +106,7 @@ class Daemon:
         store.bind(embedder.info.fingerprint, embedder.info.dim)
         log.info("embedder %s on %s (%d-d); store %s with %d examples",
                  embedder.info.tensor, embedder.info.backend, embedder.info.dim, store.path, len(store))
-        self.engine = Engine(embedder, store, classifier_settings(cfg))
+        self.engine = Engine(embedder, store, cfg.classifier)
 
         publisher = self._start_mqtt(mqtt_config(cfg, self.device))
         self.announcer = Announcer(publisher, self.topics, cfg.mqtt.qos)
@@ -148,8 +143,7 @@ class Daemon:
         if self.detection:
             hooks.append(self.detection.on_frame)
         self.processor = Processor(
-            self.engine, smoothing=cfg.classifier.smoothing,
-            prediction_interval=cfg.pipeline.prediction_interval,
+            self.engine, classifier=cfg.classifier, pipeline=cfg.pipeline,
             announce=self.announcer.prediction, after_frame=hooks,
         )
         self._processing = threading.Thread(target=self._process, name="processing", daemon=True)
@@ -295,8 +289,8 @@ class Daemon:
             self.notifier.ready()
             return
         assert self.engine is not None and self.processor is not None
-        self.engine.classifier = classifier_settings(new)
-        self.processor.configure(LoopSettings(new.classifier.smoothing, new.pipeline.prediction_interval))
+        self.engine.classifier = new.classifier
+        self.processor.configure(new.classifier, new.pipeline)
         if self.log_level_given is None:
             logging.getLogger().setLevel(new.logging.level.upper())
         changed = [f.name for f in fields(new)

@@ -13,11 +13,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from edgeknn.config import ClassifierConfig
 from edgeknn.errors import CameraError, EdgeKnnError
 from edgeknn.images import crop_region, encode_jpeg
 from edgeknn.results import Frame, Prediction
@@ -29,17 +29,10 @@ log = logging.getLogger(__name__)
 FRAME_WAIT = 5.0  # seconds to wait for a new camera frame when teaching from the camera
 
 
-@dataclass(frozen=True)
-class ClassifierSettings:
-    k: int = 3
-    method: str = "balanced"
-    threshold: float = 0.0
-
-
 class Engine:
     """The embedder and the store, shared safely between threads."""
 
-    def __init__(self, embedder: Embedder, store: Store, classifier: ClassifierSettings) -> None:
+    def __init__(self, embedder: Embedder, store: Store, classifier: ClassifierConfig) -> None:
         self.embedder = embedder
         self.store = store
         self.classifier = classifier
@@ -50,8 +43,7 @@ class Engine:
             return self.embedder.embed(image)
 
     def predict(self, embedding: np.ndarray) -> Prediction:
-        c = self.classifier
-        return self.store.predict(embedding, k=c.k, method=c.method, threshold=c.threshold)
+        return self.store.predict(embedding, self.classifier)
 
     def embed_and_predict(self, image: np.ndarray) -> tuple[np.ndarray, Prediction]:
         embedding = self.embed(image)
