@@ -32,7 +32,7 @@ from edgeknn.service.pipeline import CaptureThread, FrameSlot, Processed, Proces
 from edgeknn.service.systemd import Notifier
 from edgeknn.service.teacher import Engine, Teacher
 from edgeknn.store import Store
-from edgeknn.vision.engines import build_detector, build_embedder
+from edgeknn.vision.engines import detector_from_config, embedder_from_config
 
 log = logging.getLogger(__name__)
 
@@ -96,13 +96,7 @@ class Daemon:
     def start(self) -> None:
         cfg = self.config
         store = self.store = Store.open(cfg.store.path)
-        e = cfg.embedder
-        models_dir, mirror = cfg.models.dir, cfg.models.mirror or None
-        embedder = build_embedder(
-            e.model, edgetpu_model=e.edgetpu_model or None, embedding_tensor=e.embedding_tensor or None,
-            accelerator=e.accelerator, device=e.device, threads=e.threads, resize=e.resize,
-            models_dir=models_dir, mirror=mirror,
-        )
+        embedder = embedder_from_config(cfg.embedder, cfg.models)
         store.bind(embedder.info.fingerprint, embedder.info.dim)
         log.info("embedder %s on %s (%d-d); store %s with %d examples",
                  embedder.info.tensor, embedder.info.backend, embedder.info.dim, store.path, len(store))
@@ -113,12 +107,7 @@ class Daemon:
 
         d = cfg.detector
         if d.enabled:
-            detector = build_detector(
-                d.model, labels=d.labels or None, edgetpu_model=d.edgetpu_model or None,
-                accelerator=d.accelerator, device=d.device, threads=d.threads,
-                models_dir=models_dir, mirror=mirror, threshold=d.threshold,
-                max_detections=d.max_detections, allow=frozenset(d.allow) or None, resize=d.resize,
-            )
+            detector = detector_from_config(d, cfg.models)
             self.detection = DetectionStage(
                 detector, self.announcer, self.engine if d.classify_objects else None,
                 every_n_frames=d.every_n_frames, max_rate=d.max_rate,
