@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -14,7 +15,9 @@ from edgeknn.cli.flags import Flag, add_flags, load_config
 from edgeknn.dataset import load_dataset
 from edgeknn.errors import EdgeKnnError, ImageError
 from edgeknn.images import load_image
-from edgeknn.tools.evaluation import MethodResult, evaluate
+
+if TYPE_CHECKING:  # the tools load only when eval runs, never for `edgeknn run`
+    from edgeknn.tools.evaluation import MethodResult
 
 EPILOG = """examples:
   edgeknn eval datasets/flower_photos --shots 5
@@ -45,6 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    from edgeknn.tools.evaluation import evaluate
+
     if args.shots < 1 or args.seeds < 1:
         raise EdgeKnnError("--shots and --seeds must be at least 1")
     config = load_config(args)

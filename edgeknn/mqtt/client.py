@@ -40,6 +40,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edgeknn.config import MqttConfig
@@ -255,8 +256,8 @@ class MqttClient:
 
     # -- paho callbacks (on paho's network thread; they must never raise) -----
 
-    def _handle_connect(self, client: mqtt.Client, userdata: Any, flags: Any,
-                        reason_code: Any, properties: Any) -> None:
+    def _handle_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
+                        reason_code: ReasonCode, properties: Properties | None) -> None:
         if reason_code.is_failure:
             log.warning("MQTT broker %s:%d refused the connection: %s",
                         self._config.host, self._config.port, reason_code)
@@ -282,8 +283,8 @@ class MqttClient:
         log.debug("MQTT broker %s:%d unreachable; retrying",
                   self._config.host, self._config.port)
 
-    def _handle_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any,
-                           reason_code: Any, properties: Any) -> None:
+    def _handle_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
+                           reason_code: ReasonCode, properties: Properties | None) -> None:
         # No lock here: paho may call this while holding its own locks.
         self._connected = False
         if not self._stopping.is_set():

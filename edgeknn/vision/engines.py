@@ -7,13 +7,14 @@ the config and on the command line mean the same thing.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Unpack
 
 from edgeknn.vision import models
 from edgeknn.vision.embedder import Embedder, open_embedder
 
 if TYPE_CHECKING:
     from edgeknn.config import DetectorConfig, EmbedderConfig, ModelsConfig
+    from edgeknn.vision.detector import Detector, DetectorOptions
 
 
 def _variants(
@@ -66,9 +67,10 @@ def build_detector(
     threads: int = 0,
     models_dir: Path | None = None,
     mirror: str | None = None,
-    **options: Any,
-) -> Any:
-    """A detector.Detector; ``options`` (threshold, max_detections, allow, resize) go to it."""
+    **options: Unpack[DetectorOptions],
+) -> Detector:
+    """A detector by name or path, with its label file (from the manifest unless given);
+    ``options`` (threshold, max_detections, allow, resize) go to it."""
     from edgeknn.vision.detector import open_detector
 
     name = model or models.default_model("detector").name
@@ -99,8 +101,8 @@ def embedder_from_config(config: EmbedderConfig, models_config: ModelsConfig) ->
     )
 
 
-def detector_from_config(config: DetectorConfig, models_config: ModelsConfig) -> Any:
-    """The detector a ``[detector]`` section describes (a detector.Detector), as above."""
+def detector_from_config(config: DetectorConfig, models_config: ModelsConfig) -> Detector:
+    """The detector a ``[detector]`` section describes, as above."""
     return build_detector(
         config.model, labels=config.labels or None, edgetpu_model=config.edgetpu_model or None,
         accelerator=config.accelerator, device=config.device, threads=config.threads,
