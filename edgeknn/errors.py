@@ -27,6 +27,7 @@ edgeknn, so callers never catch a vendor type.
     │   ├── UnknownLabel (LookupError)
     │   └── UnknownExample (LookupError)
     ├── CameraError                         a camera cannot be opened or stopped delivering
+    ├── GpioError                           no GPIO library works on this machine (the service runs on without buttons)
     └── CommandError (ValueError)           an MQTT command is malformed
 """
 
@@ -121,6 +122,11 @@ class UnknownExample(StoreError, LookupError):
 
 class CameraError(EdgeKnnError):
     """A camera cannot be opened or stopped delivering frames."""
+
+
+class GpioError(EdgeKnnError):
+    """No GPIO library works here (no GPIO chip, no lgpio, no access): a fact of the
+    machine, not of the config, so the service runs on without buttons and says so."""
 
 
 class CommandError(EdgeKnnError, ValueError):

@@ -24,6 +24,7 @@ from edgeknn.cli import (  # noqa: E402
     detect,
     doctor,
     eval_cmd,
+    ha_cmd,
     models_cmd,
     run,
     store_cmd,
@@ -32,7 +33,7 @@ from edgeknn.cli import (  # noqa: E402
 from edgeknn.config.schema import LOG_LEVELS
 from edgeknn.errors import EdgeKnnError
 
-COMMAND_MODULES = (run, teach, eval_cmd, store_cmd, models_cmd, detect, config_cmd, doctor, bench)
+COMMAND_MODULES = (run, teach, eval_cmd, store_cmd, models_cmd, detect, config_cmd, ha_cmd, doctor, bench)
 
 EPILOG = """examples:
   edgeknn teach photos/            # one sub-folder per class

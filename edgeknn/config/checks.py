@@ -64,8 +64,9 @@ def device_id(value: str) -> str:
     return value if value == "" else check_device_id(value)
 
 
-def base_topic(value: str) -> str:
-    """A base topic by :func:`edgeknn.mqtt.topics.check_base_topic`, or "" for the default."""
+def topic(value: str) -> str:
+    """A topic prefix (``mqtt.base_topic``, ``homeassistant.prefix``) by
+    :func:`edgeknn.mqtt.topics.check_base_topic`, or "" for the default."""
     return value if value == "" else check_base_topic(value)
 
 

@@ -136,7 +136,7 @@ class MqttConfig:
     username: str = setting("", "empty = no login")
     password: str = setting("", "env EDGEKNN_MQTT_PASSWORD overrides", secret=True)
     keepalive: int = setting(60, "seconds", min=5, max=3600)
-    base_topic: str = setting("", "empty = edgeknn/<device_id>", check=checks.base_topic)
+    base_topic: str = setting("", "empty = edgeknn/<device_id>", check=checks.topic)
     max_queued: int = setting(1000, "messages kept while disconnected", min=1, max=1_000_000)
     reconnect_min: float = setting(1.0, "first reconnect wait (s)", above=0.0, max=3600.0)
     reconnect_max: float = setting(60.0, "longest reconnect wait (s)", above=0.0, max=3600.0)
@@ -220,6 +220,19 @@ class DetectorConfig:
 
 
 @dataclass(frozen=True)
+class HomeAssistantConfig:
+    enabled: bool = setting(True, "announce the camera to Home Assistant (MQTT discovery)")
+    prefix: str = setting("homeassistant", "Home Assistant's discovery prefix", check=checks.topic)
+    name: str = setting("", "the device name in Home Assistant; empty = the device id")
+    snapshot_interval: float = setting(10.0, "least seconds between snapshots sent when the label "
+                                       "changes; 0 = none", min=0.0, max=86400.0)
+
+    def problems(self, at: At) -> Iterator[str]:
+        if not self.prefix:
+            yield f"{at('prefix')}: expected a topic such as \"homeassistant\", got \"\""
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = setting("info", "log verbosity", choices=LOG_LEVELS)
 
@@ -239,6 +252,7 @@ class Config:
     mqtt: MqttConfig = section(MqttConfig)
     gpio: GpioConfig = section(GpioConfig)
     detector: DetectorConfig = section(DetectorConfig)
+    homeassistant: HomeAssistantConfig = section(HomeAssistantConfig)
     logging: LoggingConfig = section(LoggingConfig)
 
     @classmethod

@@ -90,12 +90,16 @@ class MqttClient:
     def __init__(self, config: MqttConfig, topics: Topics, *,
                  on_connected: Callable[[], None] | None = None,
                  max_command_bytes: int = MAX_PAYLOAD_BYTES,
-                 command_backlog: int = 64) -> None:
+                 command_backlog: int = 64, announce_status: bool = True) -> None:
         self._config = config
         self._topics = topics
         self._on_connected = on_connected
+        # False for a short-lived helper (edgeknn ha remove) beside a running service:
+        # no online/offline and no Last Will on the service's status topic.
+        self._announce_status = announce_status
         self._max_command_bytes = max_command_bytes
         self._handler: CommandHandler | None = None
+        self._watched: dict[str, Callable[[bytes, bool], None]] = {}
         self._lock = threading.Lock()  # guards the outbox and the hand-over to paho
         self._outbox: deque[_Message] = deque()
         self._dropped = 0
@@ -111,6 +115,12 @@ class MqttClient:
     def on_command(self, handler: CommandHandler) -> None:
         """Route ``<base>/cmd/<verb>`` requests to ``handler`` (set before start)."""
         self._handler = handler
+
+    def watch(self, topic: str, handler: Callable[[bytes, bool], None]) -> None:
+        """Subscribe to ``topic`` on every connect and pass each message to
+        ``handler(payload, retained)`` (set before start; it runs on paho's network
+        thread, so it must be quick: Home Assistant's status starts a timer)."""
+        self._watched[topic] = handler
 
     @property
     def is_connected(self) -> bool:
@@ -157,7 +167,8 @@ class MqttClient:
             client.username_pw_set(s.username, s.password or None)
         if s.tls.enabled:
             self._configure_tls(client)
-        client.will_set(self._topics.status, OFFLINE, qos=s.qos.status, retain=True)
+        if self._announce_status:
+            client.will_set(self._topics.status, OFFLINE, qos=s.qos.status, retain=True)
         # paho's own queue only holds QoS>0 messages in flight when the link drops.
         client.max_queued_messages_set(s.max_queued)
         client.reconnect_delay_set(s.reconnect_min, s.reconnect_max)  # type: ignore[arg-type]
@@ -194,7 +205,7 @@ class MqttClient:
             if self._outbox:
                 log.info("dropping %d MQTT messages never sent to the broker", len(self._outbox))
                 self._outbox.clear()
-        if was_connected:
+        if was_connected and self._announce_status:
             info = client.publish(self._topics.status, OFFLINE, self._config.qos.status, True)
             try:
                 info.wait_for_publish(timeout)
@@ -266,7 +277,10 @@ class MqttClient:
         log.info("connected to MQTT broker %s:%d", self._config.host, self._config.port)
         options = SubscribeOptions(qos=self._config.qos.commands, noLocal=True)
         client.subscribe(self._topics.cmd_wildcard, options=options)
-        client.publish(self._topics.status, ONLINE, self._config.qos.status, True)
+        for topic in self._watched:  # without noLocal: our own retained config is read back too
+            client.subscribe(topic, options=SubscribeOptions(qos=self._config.qos.commands))
+        if self._announce_status:
+            client.publish(self._topics.status, ONLINE, self._config.qos.status, True)
         if self._on_connected is not None:
             try:
                 self._on_connected()
@@ -301,6 +315,9 @@ class MqttClient:
     # -- commands --------------------------------------------------------------
 
     def _receive(self, message: mqtt.MQTTMessage) -> None:
+        if (watcher := self._watched.get(message.topic)) is not None:
+            watcher(bytes(message.payload), bool(message.retain))
+            return
         verb = self._topics.verb_from_topic(message.topic)
         if verb is None:  # <base>/cmd/result: replies, ours or another's
             return

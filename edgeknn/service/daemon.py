@@ -27,6 +27,8 @@ from edgeknn.errors import EdgeKnnError
 from edgeknn.mqtt import NullPublisher, Publisher
 from edgeknn.mqtt.payloads import Announcer, DeviceState, Stats
 from edgeknn.mqtt.topics import Topics
+from edgeknn.results import Frame, Prediction
+from edgeknn.service import homeassistant
 from edgeknn.service.detection_stage import DetectionStage
 from edgeknn.service.engine import Engine
 from edgeknn.service.pipeline import CaptureThread, FrameSlot, Processed, Processor
@@ -94,6 +96,7 @@ class Daemon:
         self.teacher: Teacher | None = None
         self.engine: Engine | None = None
         self.detection: DetectionStage | None = None
+        self.homeassistant: homeassistant.HomeAssistantLink | None = None
         self._processing: threading.Thread | None = None
 
     # ----- start -------------------------------------------------------------
@@ -124,6 +127,9 @@ class Daemon:
             self.engine, self.slot, on_change=self._classes_changed,
             on_snapshot=self.announcer.snapshot, default_target=d.teach_target,
         )
+        self.homeassistant = homeassistant.connect(
+            cfg, self.device, self.mqtt, self.topics, classes=store.class_ids,
+            resend_states=self._announce_states, snapshot=self.teacher.snapshot)
         if self.mqtt is not None:
             from edgeknn.mqtt.commands import handle_message
 
@@ -138,7 +144,7 @@ class Daemon:
             hooks.append(self.detection.on_frame)
         self.processor = Processor(
             self.engine, classifier=cfg.classifier, pipeline=cfg.pipeline,
-            announce=self.announcer.prediction, after_frame=hooks,
+            announce=self._announce_prediction, after_frame=hooks,
         )
         self._processing = threading.Thread(target=self._process, name="processing", daemon=True)
         self._processing.start()
@@ -206,7 +212,15 @@ class Daemon:
             p = done.prediction
             self.panel.show_prediction(None if p.unknown else p.label)
 
+    def _announce_prediction(self, prediction: Prediction, frame: Frame, latency_ms: float) -> None:
+        assert self.announcer is not None
+        self.announcer.prediction(prediction, frame, latency_ms)
+        if self.announcer.recognised(prediction) and self.homeassistant is not None:
+            self.homeassistant.label_changed()
+
     def _classes_changed(self, counts: dict[str, int]) -> None:
+        if self.homeassistant is not None:  # new entities and options before the class list
+            self.homeassistant.publish_config()
         if self.announcer is not None:
             self.announcer.classes(counts)
         if self.processor is not None:
@@ -226,7 +240,13 @@ class Daemon:
         self.announcer.state(DeviceState(self.health.camera, self.backend, reconnects))
 
     def _announce_all(self) -> None:
-        """What a subscriber needs after we (re)connect: classes, state, stats."""
+        """What a subscriber needs after we (re)connect: Home Assistant's config, then the rest."""
+        if self.homeassistant is not None:
+            self.homeassistant.publish_config()
+        self._announce_states()
+
+    def _announce_states(self) -> None:
+        """Classes, state and stats (all retained)."""
         if self.engine is None or self.announcer is None:
             return
         self.announcer.classes(self.engine.store.counts())
@@ -321,6 +341,8 @@ class Daemon:
             steps.append(("buttons", lambda: panel.close(timeout=left(1.5))))
         if self._own_factory is not None:
             steps.append(("pin factory", self._own_factory.close))
+        if self.homeassistant is not None:
+            steps.append(("home assistant", self.homeassistant.close))
         if mqtt is not None:
             steps.append(("mqtt", lambda: mqtt.stop(timeout=left(1.5))))
         if self.camera is not None:
