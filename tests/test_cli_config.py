@@ -33,6 +33,9 @@ def write(path: Path, text: str) -> Path:
      "embedder.threads: expected an integer 0..64, got 65 (from --threads)"),
     (["detect", "x.jpg", "--max-detections", "0"],
      "detector.max_detections: expected an integer 1..100, got 0 (from --max-detections)"),
+    (["ha", "remove", "--device-id", "a/b"],
+     "device_id: expected one MQTT topic level: 1..64 characters, no '/', '+', '#', control characters "
+     'or surrounding spaces, got "a/b" (from --device-id)'),
     (["detect", "x.jpg", "--allow", "cat", "a/b"],
      "detector.allow[1]: label 'a/b' contains '/'; '/', '+' and '#' are not allowed (from --allow)"),
 ])

@@ -77,7 +77,7 @@ def add_flags(parser: argparse.ArgumentParser, flags: Iterable[Flag], title: str
     for flag in flags:
         tp, f, default = _key(flag.key)
         rule = rule_of(f)
-        metavar = flag.metavar or flag.key.rsplit(".", 1)[1].upper()
+        metavar = flag.metavar or flag.key.rsplit(".", 1)[-1].upper()
         options: dict[str, Any] = {"dest": flag.dest, "default": flag.default, "metavar": metavar}
         if get_origin(tp) is tuple:
             options["nargs"] = "+"

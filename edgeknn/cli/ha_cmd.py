@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import replace
-from pathlib import Path
 
-from edgeknn.config import DEFAULT_PATH
+from edgeknn.cli.flags import Flag, add_flags, load_config
 
 EPILOG = """examples:
   edgeknn ha remove                               # the device /etc/edgeknn/config.toml names
@@ -33,23 +32,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Home Assistant delete the device and every entity of it.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    remove.add_argument("--config", type=Path, default=DEFAULT_PATH, metavar="FILE",
-                        help=f"config file naming the broker and device (default {DEFAULT_PATH})")
-    remove.add_argument("--device-id", default=None,
-                        help="the device id it was announced under (default: the config's)")
+    add_flags(remove, [Flag("--device-id", "device_id",
+                            help="the device id it was announced under (default: the config's)")])
     remove.set_defaults(func=run_remove)
 
 
 def run_remove(args: argparse.Namespace) -> int:
-    from edgeknn.config import load_config
     from edgeknn.errors import EdgeKnnError
     from edgeknn.mqtt.client import MqttClient
     from edgeknn.mqtt.topics import Topics
     from edgeknn.service.daemon import device_id, mqtt_config
     from edgeknn.service.homeassistant import describe
 
-    config = load_config(args.config)
-    device = args.device_id or device_id(config)
+    config = load_config(args)  # the service's config file, --device-id replacing its device_id
+    device = device_id(config)
     settings = mqtt_config(config, device)
     topic = describe(config, device).topic
     # its own client id, so that a running service is not disconnected by the broker
