@@ -102,11 +102,18 @@ def test_a_config_file_named_with_config_must_exist(capsys, tmp_path):
 
 
 def test_the_services_config_file_is_read_only_when_it_is_there(tmp_path):
-    service_file = tmp_path / "config.toml"
-    assert config_file(None, default=service_file) is None
-    service_file.write_text("")
-    assert config_file(None, default=service_file) == service_file
-    assert config_file(tmp_path / "mine.toml", default=service_file) == tmp_path / "mine.toml"
+    env = {"EDGEKNN_CONFIG": str(tmp_path / "config.toml")}  # in place of /etc/edgeknn/config.toml
+    assert config_file(None, env) is None
+    (tmp_path / "config.toml").write_text("")
+    assert config_file(None, env) == tmp_path / "config.toml"
+    assert config_file(tmp_path / "mine.toml", env) == tmp_path / "mine.toml"
+
+
+def test_without_config_the_services_file_is_read(capsys, tmp_path, monkeypatch):
+    config = write(tmp_path / "config.toml", f'[store]\npath = "{tmp_path / "service.db"}"\n')
+    monkeypatch.setenv("EDGEKNN_CONFIG", str(config))
+    _, _, err = run(capsys, "store", "info")
+    assert f"store {tmp_path / 'service.db'} does not exist" in err
 
 
 def test_config_keys_show_in_the_help_of_the_flags_that_override_them(capsys):

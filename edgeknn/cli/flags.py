@@ -2,8 +2,8 @@
 
 A command that uses what the service uses (the store, the embedder, the
 classifier, the detector, the models directory) reads the same config file:
-``--config FILE``, else the service's ``/etc/edgeknn/config.toml`` when this
-user can read it.  Each flag given replaces one key.  The flags are made from
+``--config FILE``, else the service's ``/etc/edgeknn/config.toml`` (or the
+file ``$EDGEKNN_CONFIG`` names) when this user can read it.  Each flag given replaces one key.  The flags are made from
 the schema, so their type, choices, help and default come from where the key
 is defined, and a bad value gets the config's own message::
 
@@ -31,6 +31,7 @@ from edgeknn.config import DEFAULT_PATH, Config, parse_config, read_toml
 from edgeknn.config.validate import rule_of, shown
 
 FLAGS_DEST = "config_flags"  # where a parser keeps the flags it was given
+CONFIG_ENV = "EDGEKNN_CONFIG"
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ def add_config_arg(parser: argparse.ArgumentParser) -> None:
     if parser.get_default(FLAGS_DEST) is None:
         parser.add_argument("--config", type=Path, default=None, metavar="FILE",
                             help=f"the config file whose settings this command shares with the service "
-                            f"(default: {DEFAULT_PATH} if readable)")
+                            f"(default: ${CONFIG_ENV}, else {DEFAULT_PATH}, if readable)")
         parser.set_defaults(**{FLAGS_DEST: ()})
 
 
@@ -98,7 +99,7 @@ def add_flags(parser: argparse.ArgumentParser, flags: Iterable[Flag], title: str
 def load_config(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Config:
     """The config file (see the module docstring) with the command's flags applied."""
     env = os.environ if env is None else env
-    path = config_file(args.config)
+    path = config_file(args.config, env)
     if path is None:
         data: dict[str, Any] = {"store": {"path": str(paths.default_store())},
                                 "models": {"dir": str(paths.default_models_dir())}}
@@ -117,10 +118,13 @@ def load_config(args: argparse.Namespace, env: Mapping[str, str] | None = None) 
     return parse_config(data, source, env, flags=overrides)
 
 
-def config_file(given: Path | None, default: Path = DEFAULT_PATH) -> Path | None:
-    """``given`` (which must then be readable), else ``default`` if this user can read it, else None."""
+def config_file(given: Path | None, env: Mapping[str, str] | None = None) -> Path | None:
+    """``given`` (which must then be readable), else the service's file if this user can read it,
+    else None.  ``$EDGEKNN_CONFIG`` names another file to look for instead of the service's."""
     if given is not None:
         return given
+    env = os.environ if env is None else env
+    default = Path(env.get(CONFIG_ENV) or DEFAULT_PATH)
     return default if os.access(default, os.R_OK) and default.is_file() else None
 
 
