@@ -66,6 +66,16 @@ def test_default_config_has_the_documented_values():
     assert cfg.gpio.buttons == () and cfg.detector.allow == ()
 
 
+def test_the_default_models_are_the_manifests_defaults():
+    # Two statements of one default (the manifest's "default = true" serves a bare
+    # `build_embedder()`); this keeps them from drifting apart.
+    from edgeknn.vision.models import default_model
+
+    cfg = Config.default()
+    assert (cfg.embedder.model, cfg.detector.model) == (
+        default_model("embedder").name, default_model("detector").name)
+
+
 def test_the_example_file_parses_to_exactly_the_defaults():
     assert load_config(EXAMPLE, env={}) == Config.default()
 
