@@ -3,9 +3,10 @@
 A command that uses what the service uses (the store, the embedder, the
 classifier, the detector, the models directory) reads the same config file:
 ``--config FILE``, else the service's ``/etc/edgeknn/config.toml`` (or the
-file ``$EDGEKNN_CONFIG`` names) when this user can read it.  Each flag given replaces one key.  The flags are made from
-the schema, so their type, choices, help and default come from where the key
-is defined, and a bad value gets the config's own message::
+file ``$EDGEKNN_CONFIG`` names) when this user can read it.  Each flag given
+replaces one key.  The flags are made from the schema, so their type,
+choices, help and default come from where the key is defined, and a bad value
+gets the config's own message::
 
     $ edgeknn predict mug.jpg --k 0
     edgeknn: error: classifier.k: expected an integer 1..100, got 0 (from --k)
