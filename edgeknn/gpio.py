@@ -149,7 +149,9 @@ class ButtonPanel:
     (pin names, one use per pin, one button per class, times) live in the
     config schema, and a pin given as "" is not wired.  Whether a pin exists
     on this board only the pin factory knows; that is reported, with the
-    pin's key path, when the panel opens it.  ``on_add(label)`` and ``on_clear()`` are called on the panel's worker
+    pin's key path, when the panel opens it.
+
+    ``on_add(label)`` and ``on_clear()`` are called on the panel's worker
     thread; an exception from either is logged and shown on the status LED,
     and the panel carries on.  ``pin_factory`` is a gpiozero pin factory (a
     ``MockFactory`` in tests); None opens the default one with
