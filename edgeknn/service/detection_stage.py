@@ -66,6 +66,7 @@ class DetectionStage:
         self._lock = threading.Lock()
         self.runs = 0
         self.seconds = 0.0
+        self.latest: list[Detection] = []  # what the last run found, for the web page
 
     def _detect(self, image: np.ndarray) -> list[Detection]:
         with self._lock:
@@ -95,6 +96,7 @@ class DetectionStage:
         if found or self._saw_objects:
             self._announcer.detections(found, frame)
         self._saw_objects = bool(found)
+        self.latest = found
         # runs and seconds: the detector's share of the loop, publishing included
         self.runs += 1
         self.seconds += time.perf_counter() - started
