@@ -77,19 +77,18 @@ function showLive(on) {
 }
 
 function drawBoxes(detections) {
-  const svg = $("#boxes");
-  svg.replaceChildren();
-  for (const d of detections || []) {
-    const b = d.box;
-    const rect = document.createElementNS("http://www.w3.org/2000/svg", "rect");
-    rect.setAttribute("x", b.xmin); rect.setAttribute("y", b.ymin);
-    rect.setAttribute("width", b.xmax - b.xmin); rect.setAttribute("height", b.ymax - b.ymin);
-    const text = document.createElementNS("http://www.w3.org/2000/svg", "text");
-    text.setAttribute("x", b.xmin + 0.005); text.setAttribute("y", Math.max(0.04, b.ymin - 0.01));
+  // Boxes are in frame fractions (0..1), and the overlay covers exactly the image.
+  const pct = (v) => `${(v * 100).toFixed(2)}%`;
+  $("#boxes").replaceChildren(...(detections || []).map((d) => {
+    const b = d.box, box = document.createElement("div"), tag = document.createElement("span");
+    box.className = b.ymin < 0.06 ? "box low" : "box";
+    Object.assign(box.style, { left: pct(b.xmin), top: pct(b.ymin), width: pct(b.xmax - b.xmin),
+                               height: pct(b.ymax - b.ymin) });
     const knn = d.class && d.class.label ? ` (${d.class.label})` : "";
-    text.textContent = `${d.label} ${Math.round(d.score * 100)}%${knn}`;
-    svg.append(rect, text);
-  }
+    tag.textContent = `${d.label} ${Math.round(d.score * 100)}%${knn}`;
+    box.append(tag);
+    return box;
+  }));
 }
 
 function showPrediction(p) {
