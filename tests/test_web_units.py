@@ -157,3 +157,26 @@ def test_a_body_over_the_limit_is_refused_as_soon_as_it_is_known():
     with pytest.raises(BodyTooLarge, match="over 10 bytes"):
         asyncio.run(read_body(chunks(b"123456", b"789012"), None, limit=10))
     assert asyncio.run(read_body(chunks(b"12345", b"67890"), "10", limit=10)) == b"1234567890"
+
+
+# ----- the command that sets the password -------------------------------------------------
+
+
+def test_edgeknn_web_password_writes_only_a_hash_where_the_config_says(tmp_path, monkeypatch, capsys):
+    import io
+
+    from edgeknn.cli import main
+
+    target = tmp_path / "state" / "web-password"
+    config = tmp_path / "config.toml"
+    config.write_text(f'[web]\npassword_file = "{target}"\n')
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long passphrase\n"))
+    assert main(["web", "password", "--config", str(config), "--stdin"]) == 0
+    assert str(target) in capsys.readouterr().out
+    stored = target.read_text()
+    assert "passphrase" not in stored and auth.verify_password("a long passphrase", stored)
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert main(["web", "password", "--config", str(config), "--stdin"]) == 2
+    assert "at least 8" in capsys.readouterr().err
+    assert target.read_text() == stored  # unchanged

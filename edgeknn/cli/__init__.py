@@ -26,11 +26,12 @@ from edgeknn.cli import (  # noqa: E402
     run,
     store_cmd,
     teach,
+    web_cmd,
 )
 from edgeknn.errors import EdgeKnnError
 
 LOG_LEVELS = ["debug", "info", "warning", "error"]
-COMMAND_MODULES = (run, teach, eval_cmd, store_cmd, models_cmd, detect, config_cmd, doctor, bench)
+COMMAND_MODULES = (run, teach, eval_cmd, store_cmd, models_cmd, detect, config_cmd, web_cmd, doctor, bench)
 
 EPILOG = """examples:
   edgeknn teach photos/            # one sub-folder per class
