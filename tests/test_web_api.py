@@ -259,3 +259,17 @@ def test_the_page_and_its_files_come_from_the_device(site):
         assert web.get(path).status == 200
     assert web.get("/api/session").json()["login_possible"] is True
     assert PASSWORD not in page
+
+
+def test_stopping_the_daemon_ends_open_streams_and_the_server(site):
+    daemon, web = site()
+    stream = urllib.request.urlopen(daemon.web.url + "/stream.mjpeg", timeout=10)
+    events = urllib.request.urlopen(daemon.web.url + "/api/events", timeout=10)
+    assert stream.read(100) and events.read(10)
+    server = daemon.web.server
+    daemon.stop()
+    assert not server._thread.is_alive()
+    for response in (stream, events):
+        while response.read(65536):  # the server ended the stream: the reads reach its end
+            pass
+        response.close()
