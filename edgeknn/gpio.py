@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import queue
 import threading
 import time
@@ -48,7 +49,7 @@ from typing import Any
 
 from gpiozero import LED, Button, GPIOZeroError
 
-from edgeknn.errors import ConfigError, LabelError
+from edgeknn.errors import ConfigError, GpioError, LabelError
 from edgeknn.labels import validate_label
 
 log = logging.getLogger(__name__)
@@ -162,7 +163,8 @@ def open_pin_factory(name: str = "") -> Any:
     (lgpio on current Raspberry Pi OS); ``"mock"`` gives gpiozero's
     ``MockFactory``, pins that exist only in memory.  The caller owns the
     factory and closes it (``factory.close()``) after the devices on it.
-    Raises ConfigError naming ``gpio.pin_factory`` and why each candidate failed.
+    Raises ConfigError for a name that is no pin factory, and GpioError naming
+    why each candidate failed when none works here.
     """
     available = {ep.name: ep for ep in entry_points(group="gpiozero_pin_factories")}
     candidates = DEFAULT_PIN_FACTORIES if name == "" else (name.lower(),)
@@ -183,11 +185,34 @@ def open_pin_factory(name: str = "") -> Any:
         # Each backend fails its own way: ImportError, OSError, lgpio.error,
         # RuntimeError from RPi.GPIO off a Pi; all mean "not this one".
         except Exception as exc:
-            failures.append(f"{candidate}: {exc}")
-    raise ConfigError(
-        f"gpio.pin_factory: no GPIO library works here ({'; '.join(failures)}); on a Raspberry "
-        "Pi install lgpio (pip install 'edgeknn[pi]'), or set gpio.enabled = false"
-    )
+            failures.append(f"{candidate}: {why_factory_failed(exc)}")
+    chips = "" if any(p.startswith("gpiochip") for p in _dev_entries()) else "no GPIO chip (/dev/gpiochip*) here; "
+    fix = ("install lgpio (pip install 'edgeknn[gpio]', or apt install python3-lgpio on Raspberry Pi OS)"
+           if all(f.endswith(": not installed") for f in failures) else "or set gpio.enabled = false")
+    raise GpioError(f"no GPIO library works here: {chips}{'; '.join(failures)}; {fix}")
+
+
+def _dev_entries() -> list[str]:
+    try:
+        return os.listdir("/dev")
+    except OSError:
+        return []
+
+
+def why_factory_failed(exc: BaseException) -> str:
+    """A pin factory's failure in words, lgpio's notification pipe translated.
+
+    lgpio, when imported, makes a FIFO named ``.lgd-nfy<handle>`` in ``$LG_WD``
+    (else the working directory, where it then changes to) and opens it by
+    that relative name (lgpio_extra.py, ``_callback_thread``); where it cannot
+    create the FIFO the handle is an error code, and the import fails with
+    ``FileNotFoundError: '.lgd-nfy-3'``.
+    """
+    if isinstance(exc, FileNotFoundError) and ".lgd-nfy" in str(exc):
+        where = os.environ.get("LG_WD") or os.getcwd()
+        return (f"lgpio cannot make its notification pipe in {where} (not writable by this user); "
+                "set LG_WD to a writable directory (systemd/edgeknn.service sets LG_WD=/run/edgeknn)")
+    return str(exc) or type(exc).__name__
 
 
 class ButtonPanel:

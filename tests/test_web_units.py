@@ -9,7 +9,15 @@ import stat
 import numpy as np
 import pytest
 
-from edgeknn.errors import CameraError, CommandError, ImageError, StoreError, UnknownExample, UnknownLabel
+from edgeknn.errors import (
+    CameraError,
+    CommandError,
+    ImageError,
+    PasswordError,
+    StoreError,
+    UnknownExample,
+    UnknownLabel,
+)
 from edgeknn.results import Frame
 from edgeknn.web import auth
 from edgeknn.web.api import BodyTooLarge, http_status, image_request, read_body
@@ -32,7 +40,7 @@ def test_a_damaged_hash_never_verifies():
 
 
 def test_a_short_password_is_refused_with_the_minimum():
-    with pytest.raises(auth.PasswordError, match="at least 8"):
+    with pytest.raises(PasswordError, match="at least 8"):
         auth.hash_password("short")
 
 
@@ -180,3 +188,18 @@ def test_edgeknn_web_password_writes_only_a_hash_where_the_config_says(tmp_path,
     assert main(["web", "password", "--config", str(config), "--stdin"]) == 2
     assert "at least 8" in capsys.readouterr().err
     assert target.read_text() == stored  # unchanged
+
+
+# ----- where Home Assistant's "Visit" link points ------------------------------------------
+
+
+def test_home_assistant_links_to_the_page_when_it_is_served():
+    from edgeknn.config import parse_config
+    from edgeknn.service.homeassistant import describe
+    from edgeknn.web import page_url
+
+    assert page_url(parse_config({}).web, "kitchen-pi") == "http://kitchen-pi:8080/"
+    assert page_url(parse_config({"web": {"host": "192.0.2.7", "port": 80}}).web, "x") == "http://192.0.2.7:80/"
+    assert page_url(parse_config({"web": {"enabled": False}}).web, "x") is None
+    assert describe(parse_config({"web": {"enabled": False}}), "kitchen").configuration_url is None
+    assert describe(parse_config({}), "kitchen").configuration_url.endswith(":8080/")

@@ -42,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def set_password(args: argparse.Namespace) -> int:
-    from edgeknn.web.auth import PasswordError, hash_password, write_password_hash
+    from edgeknn.errors import PasswordError
+    from edgeknn.web.auth import hash_password, write_password_hash
 
     config_path = args.config or (DEFAULT_PATH if DEFAULT_PATH.exists() else None)
     config = load_config(config_path) if config_path else Config.default()

@@ -211,6 +211,19 @@ class DetectorConfig:
 
 
 @dataclass(frozen=True)
+class HomeAssistantConfig:
+    enabled: bool = setting(True, "announce the camera to Home Assistant (MQTT discovery)")
+    prefix: str = setting("homeassistant", "Home Assistant's discovery prefix", check=checks.topic)
+    name: str = setting("", "the device name in Home Assistant; empty = the device id")
+    snapshot_interval: float = setting(10.0, "least seconds between snapshots sent when the label "
+                                       "changes; 0 = none", min=0.0, max=86400.0)
+
+    def problems(self, at: At) -> Iterator[str]:
+        if not self.prefix:
+            yield f"{at('prefix')}: expected a topic such as \"homeassistant\", got \"\""
+
+
+@dataclass(frozen=True)
 class WebConfig:
     enabled: bool = setting(True, "serve the web page and HTTP API")
     host: str = setting("0.0.0.0", "address to listen on; 127.0.0.1 = this machine only (behind a proxy)",
@@ -247,6 +260,7 @@ class Config:
     mqtt: MqttConfig = section(MqttConfig)
     gpio: GpioConfig = section(GpioConfig)
     detector: DetectorConfig = section(DetectorConfig)
+    homeassistant: HomeAssistantConfig = section(HomeAssistantConfig)
     web: WebConfig = section(WebConfig)
     logging: LoggingConfig = section(LoggingConfig)
 

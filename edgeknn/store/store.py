@@ -41,7 +41,7 @@ from edgeknn.errors import (
 from edgeknn.images import encode_jpeg
 from edgeknn.labels import validate_label
 from edgeknn.results import Prediction
-from edgeknn.store import sqlite
+from edgeknn.store import classes, sqlite
 from edgeknn.store.matrix import DTYPE, Matrix
 
 THUMBNAIL_SIDE = 256  # px, longest side: enough to re-embed at 224
@@ -91,6 +91,8 @@ class Store:
         self._labels: list[str] = []
         self._code_of: dict[str, int] = {}
         self._matrix: Matrix | None = None
+        if not readonly:
+            classes.migrate(conn)  # stores made before class ids get them now
         self._load()
 
     # ----- opening ---------------------------------------------------------
@@ -236,6 +238,8 @@ class Store:
             with sqlite.transaction(self._conn):
                 if replace:
                     self._conn.execute("DELETE FROM examples")
+                    classes.cleared(self._conn)
+                classes.added(self._conn, (row[0] for row in rows))
                 for label, blob, thumb, source in rows:
                     cur = self._conn.execute(
                         "INSERT INTO examples (label, embedding, thumbnail, source, created) "
@@ -260,6 +264,7 @@ class Store:
                 raise UnknownExample(f"no example with id {example_id} in store {self.path}")
             with sqlite.transaction(self._conn):
                 self._conn.execute("DELETE FROM examples WHERE id = ?", (example_id,))
+                classes.pruned(self._conn, row[0])
             if self._matrix is not None:
                 self._matrix.remove(example_id)
             return row[0]
@@ -273,6 +278,7 @@ class Store:
                 raise UnknownLabel(f"no class {label!r} in store {self.path} ({self._known()})")
             with sqlite.transaction(self._conn):
                 self._conn.execute("DELETE FROM examples WHERE label = ?", (label,))
+                classes.pruned(self._conn, label)
             assert self._matrix is not None
             m = self._matrix
             m.keep(m.codes[: m.n] != self._code_of[label])
@@ -285,6 +291,7 @@ class Store:
             count = len(self)
             with sqlite.transaction(self._conn):
                 self._conn.execute("DELETE FROM examples")
+                classes.cleared(self._conn)
             if self._matrix is not None:
                 self._matrix.keep(np.zeros(self._matrix.n, dtype=bool))
             self._labels, self._code_of = [], {}
@@ -299,6 +306,7 @@ class Store:
             if not count:
                 raise UnknownLabel(f"no class {old!r} in store {self.path} ({self._known()})")
             with sqlite.transaction(self._conn):
+                classes.renamed(self._conn, old, new)  # the class keeps its id
                 self._conn.execute("UPDATE examples SET label = ? WHERE label = ?", (new, old))
             assert self._matrix is not None
             self._matrix.relabel(self._code_of[old], self._code(new))
@@ -324,6 +332,11 @@ class Store:
             m = self._matrix
             counts = np.bincount(m.codes[: m.n], minlength=len(self._labels))
             return {self._labels[c]: int(n) for c, n in enumerate(counts) if n}
+
+    def class_ids(self) -> dict[str, int]:
+        """``{label: stable id}``: an id survives renames and is never reused (see classes.py)."""
+        with self._lock:
+            return classes.ids(self._conn)
 
     def predict(
         self, embedding: np.ndarray, *, k: int = 3, method: str = "balanced", threshold: float = 0.0

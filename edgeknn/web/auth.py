@@ -21,16 +21,12 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeknn.errors import EdgeKnnError
+from edgeknn.errors import PasswordError
 
 # scrypt with n=2**14, r=8: 16 MiB and a few tens of ms per check on a Pi 4.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 MIN_PASSWORD_LENGTH = 8
 SCHEME = "scrypt"
-
-
-class PasswordError(EdgeKnnError, ValueError):
-    """A password is too short, or the password file cannot be read or written."""
 
 
 def hash_password(password: str, *, salt: bytes | None = None) -> str:

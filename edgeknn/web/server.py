@@ -14,14 +14,10 @@ import threading
 
 import uvicorn
 
-from edgeknn.errors import EdgeKnnError
+from edgeknn.errors import WebError
 from edgeknn.web.app import Access, Parts, build_app
 
 log = logging.getLogger(__name__)
-
-
-class WebError(EdgeKnnError, OSError):
-    """The web server cannot listen where it was asked to."""
 
 
 class WebServer:
