@@ -214,11 +214,14 @@ def test_examples_are_listed_newest_first_with_their_thumbnails(site):
 
 def test_the_snapshot_is_the_full_frame_and_the_stream_sends_jpeg_parts(site):
     daemon, web = site()
+    wait_until(lambda: daemon.processor.processed > 5, what="frames processed")
+    assert daemon.web.frames.encoded == 0  # nobody watched: nothing was encoded for the live view
     snap = Image.open(io.BytesIO(web.get("/snapshot.jpg").body))
     assert snap.format == "JPEG" and snap.size in {load_image(p).shape[1::-1] for p in CAT}  # full size
     with urllib.request.urlopen(daemon.web.url + "/stream.mjpeg", timeout=10) as stream:
         assert stream.headers["Content-Type"].startswith("multipart/x-mixed-replace; boundary=")
         head = stream.read(2000)
+    assert daemon.web.frames.encoded >= 1
     assert head.startswith(b"--edgeknnframe\r\nContent-Type: image/jpeg\r\n") and b"\xff\xd8\xff" in head
 
 

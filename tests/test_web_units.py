@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import stat
 
 import numpy as np
@@ -52,6 +53,15 @@ def test_the_password_file_is_private_and_replaced_whole(tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert auth.verify_password("second password", auth.read_password_hash(path))
     assert list(path.parent.iterdir()) == [path]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file away")
+def test_sudo_writes_the_password_file_for_the_services_user(tmp_path):
+    state = tmp_path / "state"  # as /var/lib/edgeknn, owned by the service's user
+    state.mkdir()
+    os.chown(state, 65534, 65534)
+    auth.write_password_hash(state / "web-password", auth.hash_password("for the service"))
+    assert (state / "web-password").stat().st_uid == 65534
 
 
 # ----- who may do what -----------------------------------------------------------------

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import secrets
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -35,6 +36,7 @@ from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from edgeknn.errors import PasswordError
 from edgeknn.mqtt.commands import CommandTarget, result_payload
 from edgeknn.mqtt.payloads import to_json
 from edgeknn.store import Store
@@ -44,9 +46,12 @@ from edgeknn.web.frames import JpegFrames
 from edgeknn.web.live import LiveView, Status
 from edgeknn.web.metrics import CONTENT_TYPE, Metrics
 
+log = logging.getLogger(__name__)
+
 SESSION_DAYS = 7
 FAILED_LOGIN_DELAY = 1.0  # seconds, slowing down password guessing
 EVENT_INTERVAL = 0.1  # seconds between checks for a new prediction (10 events/s at most)
+CLASSES_EVERY = 0.3  # seconds between checks for changed classes
 STATUS_EVERY = 2.0  # seconds between status events
 MAX_EXAMPLES_LISTED = 200
 BOUNDARY = "edgeknnframe"
@@ -164,7 +169,7 @@ def build_app(parts: Parts, rules: Access, stopping: threading.Event) -> Starlet
         data = await run_in_threadpool(parts.store.thumbnail, example_id)
         if data is None:
             return _json({"ok": False, "error": f"example {example_id} has no thumbnail"}, 404)
-        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=300"})
 
     async def prediction(request: Request) -> Response:
         moment = parts.live.moment
@@ -175,7 +180,7 @@ def build_app(parts: Parts, rules: Access, stopping: threading.Event) -> Starlet
 
     async def events(request: Request) -> Response:
         async def feed() -> AsyncIterator[str]:
-            seen, counts, status_due = -1, None, 0.0
+            seen, counts, classes_due, status_due = -1, None, 0.0, 0.0
             loop = asyncio.get_running_loop()
             yield "retry: 2000\n\n"
             while not stopping.is_set():
@@ -183,10 +188,12 @@ def build_app(parts: Parts, rules: Access, stopping: threading.Event) -> Starlet
                 if moment is not None and moment.seq != seen:
                     seen = moment.seq
                     yield _event("prediction", moment.as_dict())
-                now_counts = await run_in_threadpool(parts.store.counts)
-                if now_counts != counts:
-                    counts = now_counts
-                    yield _event("classes", counts)
+                if loop.time() >= classes_due:
+                    classes_due = loop.time() + CLASSES_EVERY
+                    now_counts = await run_in_threadpool(parts.store.counts)
+                    if now_counts != counts:
+                        counts = now_counts
+                        yield _event("classes", counts)
                 if loop.time() >= status_due:
                     status_due = loop.time() + STATUS_EVERY
                     yield _event("status", (await run_in_threadpool(parts.status)).as_dict())
@@ -202,7 +209,10 @@ def build_app(parts: Parts, rules: Access, stopping: threading.Event) -> Starlet
         creds = replace(_credentials(request), header_csrf=request.session.get("csrf"))
         decision = auth.access(creds, token=rules.token, anonymous_writes=rules.anonymous_writes,
                                protect_reads=rules.protect_reads)
-        has_password = await run_in_threadpool(auth.read_password_hash, rules.password_file) is not None
+        try:
+            has_password = await run_in_threadpool(auth.read_password_hash, rules.password_file) is not None
+        except PasswordError:
+            has_password = False  # logged when someone tries to log in
         return _json({
             "logged_in": bool(request.session.get("user")), "can_write": decision.write,
             "can_read": decision.read, "csrf": request.session.get("csrf"),
@@ -218,7 +228,11 @@ def build_app(parts: Parts, rules: Access, stopping: threading.Event) -> Starlet
             password = None
         if not isinstance(password, str):
             return _json({"ok": False, "error": 'send {"password": "..."}'}, 400)
-        stored = await run_in_threadpool(auth.read_password_hash, rules.password_file)
+        try:
+            stored = await run_in_threadpool(auth.read_password_hash, rules.password_file)
+        except PasswordError as exc:
+            log.error("%s", exc)
+            return _json({"ok": False, "error": str(exc)}, 500)
         if stored is None:
             return _json({"ok": False, "error": "no password is set; on the device run: "
                           "sudo edgeknn web password"}, 403)

@@ -65,11 +65,17 @@ def read_password_hash(path: Path) -> str | None:
 
 
 def write_password_hash(path: Path, hashed: str) -> None:
-    """Replace the password file atomically, readable by its owner only."""
+    """Replace the password file atomically, readable by its owner only.
+
+    Run as root (``sudo edgeknn web password``), the file goes to the owner of its
+    directory: the service's user owns its state directory and must read it."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        if os.geteuid() == 0:
+            owner = path.parent.stat()
+            os.fchown(fd, owner.st_uid, owner.st_gid)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(hashed + "\n")
         os.replace(tmp, path)
