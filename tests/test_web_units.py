@@ -203,13 +203,10 @@ def test_edgeknn_web_password_writes_only_a_hash_where_the_config_says(tmp_path,
 # ----- where Home Assistant's "Visit" link points ------------------------------------------
 
 
-def test_home_assistant_links_to_the_page_when_it_is_served():
+def test_the_page_url_home_assistant_links_to():
     from edgeknn.config import parse_config
-    from edgeknn.service.homeassistant import describe
     from edgeknn.web import page_url
 
     assert page_url(parse_config({}).web, "kitchen-pi") == "http://kitchen-pi:8080/"
     assert page_url(parse_config({"web": {"host": "192.0.2.7", "port": 80}}).web, "x") == "http://192.0.2.7:80/"
     assert page_url(parse_config({"web": {"enabled": False}}).web, "x") is None
-    assert describe(parse_config({"web": {"enabled": False}}), "kitchen").configuration_url is None
-    assert describe(parse_config({}), "kitchen").configuration_url.endswith(":8080/")

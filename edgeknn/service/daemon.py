@@ -36,6 +36,7 @@ from edgeknn.service.systemd import Notifier
 from edgeknn.service.teacher import Teacher
 from edgeknn.store import Store
 from edgeknn.vision.engines import build_detector, build_embedder
+from edgeknn.web import page_url
 
 if TYPE_CHECKING:  # imported when used, so that paho and gpiozero load only if enabled
     from edgeknn.gpio import ButtonPanel
@@ -156,7 +157,8 @@ class Daemon:
         )
         self.homeassistant = homeassistant.connect(
             cfg, self.device, self.mqtt, self.topics, classes=store.class_ids,
-            resend_states=self._announce_states, snapshot=self.teacher.snapshot)
+            resend_states=self._announce_states, snapshot=self.teacher.snapshot,
+            configuration_url=page_url(cfg.web, socket.gethostname()))
         if self.mqtt is not None:
             from edgeknn.mqtt.commands import handle_message
 

@@ -238,8 +238,6 @@ class Store:
             with sqlite.transaction(self._conn):
                 if replace:
                     self._conn.execute("DELETE FROM examples")
-                    classes.cleared(self._conn)
-                classes.added(self._conn, (row[0] for row in rows))
                 for label, blob, thumb, source in rows:
                     cur = self._conn.execute(
                         "INSERT INTO examples (label, embedding, thumbnail, source, created) "
@@ -264,7 +262,6 @@ class Store:
                 raise UnknownExample(f"no example with id {example_id} in store {self.path}")
             with sqlite.transaction(self._conn):
                 self._conn.execute("DELETE FROM examples WHERE id = ?", (example_id,))
-                classes.pruned(self._conn, row[0])
             if self._matrix is not None:
                 self._matrix.remove(example_id)
             return row[0]
@@ -278,7 +275,6 @@ class Store:
                 raise UnknownLabel(f"no class {label!r} in store {self.path} ({self._known()})")
             with sqlite.transaction(self._conn):
                 self._conn.execute("DELETE FROM examples WHERE label = ?", (label,))
-                classes.pruned(self._conn, label)
             assert self._matrix is not None
             m = self._matrix
             m.keep(m.codes[: m.n] != self._code_of[label])
@@ -291,7 +287,6 @@ class Store:
             count = len(self)
             with sqlite.transaction(self._conn):
                 self._conn.execute("DELETE FROM examples")
-                classes.cleared(self._conn)
             if self._matrix is not None:
                 self._matrix.keep(np.zeros(self._matrix.n, dtype=bool))
             self._labels, self._code_of = [], {}
@@ -306,7 +301,6 @@ class Store:
             if not count:
                 raise UnknownLabel(f"no class {old!r} in store {self.path} ({self._known()})")
             with sqlite.transaction(self._conn):
-                classes.renamed(self._conn, old, new)  # the class keeps its id
                 self._conn.execute("UPDATE examples SET label = ? WHERE label = ?", (new, old))
             assert self._matrix is not None
             self._matrix.relabel(self._code_of[old], self._code(new))
