@@ -184,6 +184,7 @@ def make_config(tmp_path, mosquitto, **sections):
         "gpio": {"enabled": True, "hold_time": 5.0, "buttons": [
             {"pin": CAT_PIN, "label": "cat"}, {"pin": DOG_PIN, "label": "dog"}],
             "clear_button": {"pin": CLEAR_PIN, "hold_time": 0.5}},
+        "web": {"enabled": False},  # the web tests turn it on, on a free loopback port
     }
     for key, value in sections.items():
         data[key] = {**data.get(key, {}), **value}

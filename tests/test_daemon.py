@@ -203,6 +203,9 @@ fps = 15
 [mqtt]
 host = "{mosquitto.host}"
 port = {mosquitto.port}
+[web]
+host = "127.0.0.1"
+port = 0
 [logging]
 level = "info"
 {extra}

@@ -29,11 +29,13 @@ from edgeknn.cli import (  # noqa: E402
     run,
     store_cmd,
     teach,
+    web_cmd,
 )
 from edgeknn.config.schema import LOG_LEVELS
 from edgeknn.errors import EdgeKnnError
 
-COMMAND_MODULES = (run, teach, eval_cmd, store_cmd, models_cmd, detect, config_cmd, ha_cmd, doctor, bench)
+COMMAND_MODULES = (run, teach, eval_cmd, store_cmd, models_cmd, detect, config_cmd, ha_cmd, web_cmd, doctor,
+                   bench)
 
 EPILOG = """examples:
   edgeknn teach photos/            # one sub-folder per class

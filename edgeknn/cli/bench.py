@@ -35,7 +35,8 @@ PIPELINE_EPILOG = """examples:
 
 Runs the real daemon on replayed frames with a private MQTT broker, and
 reports the interpreter's raw invoke rate beside the end-to-end rate and the
-capture-to-MQTT latency.
+capture-to-MQTT latency; then again with one client watching the web page's
+live view (MJPEG).
 """
 
 

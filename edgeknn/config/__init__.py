@@ -52,6 +52,7 @@ from edgeknn.config.schema import (
     MqttTlsConfig,
     PipelineConfig,
     StoreConfig,
+    WebConfig,
 )
 from edgeknn.config.validate import build
 from edgeknn.errors import ConfigError
@@ -60,7 +61,7 @@ __all__ = [
     "DEFAULT_PATH", "ENV_OVERRIDES", "ButtonConfig", "CameraConfig", "ClassifierConfig",
     "ClearButtonConfig", "Config", "DetectorConfig", "EmbedderConfig", "GpioConfig",
     "LoggingConfig", "ModelsConfig", "MqttConfig", "MqttQosConfig", "MqttTlsConfig",
-    "PipelineConfig", "StoreConfig", "example_text", "load_config", "parse_config", "read_toml",
+    "PipelineConfig", "StoreConfig", "WebConfig", "example_text", "load_config", "parse_config", "read_toml",
 ]
 
 DEFAULT_PATH = Path("/etc/edgeknn/config.toml")

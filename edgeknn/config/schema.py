@@ -233,6 +233,23 @@ class HomeAssistantConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    enabled: bool = setting(True, "serve the web page and HTTP API")
+    host: str = setting("0.0.0.0", "address to listen on; 127.0.0.1 = this machine only (behind a proxy)",
+                        check=checks.host)
+    port: int = setting(8080, "port to listen on; 0 = any free port (the log says which)", min=0, max=65535)
+    password_file: Path = setting(Path("/var/lib/edgeknn/web-password"),
+                                  "the hashed password, written by: edgeknn web password")
+    token: str = setting("", "a bearer token for API clients; empty = none", secret=True)
+    anonymous_writes: bool = setting(False, "let anyone who reaches the page change the store")
+    protect_reads: bool = setting(False, "the live view and reads need a login (or the token) too")
+    secure_cookie: bool = setting(False, "send the session cookie over HTTPS only (behind a TLS proxy)")
+    stream_fps: float = setting(5.0, "live view frames per second at most", above=0.0, max=30.0)
+    stream_size: int = setting(640, "live view: longest side in pixels", min=64, max=4096)
+    jpeg_quality: int = setting(75, "live view JPEG quality", min=10, max=95)
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = setting("info", "log verbosity", choices=LOG_LEVELS)
 
@@ -253,6 +270,7 @@ class Config:
     gpio: GpioConfig = section(GpioConfig)
     detector: DetectorConfig = section(DetectorConfig)
     homeassistant: HomeAssistantConfig = section(HomeAssistantConfig)
+    web: WebConfig = section(WebConfig)
     logging: LoggingConfig = section(LoggingConfig)
 
     @classmethod

@@ -1,12 +1,12 @@
 """`edgeknn run`: build the application from its config, run it, stop it cleanly.
 
 Start order: store -> embedder -> detector -> MQTT -> camera + capture thread
--> buttons -> processing loop.  The main thread only waits: it sends the
+-> buttons -> processing loop -> web page.  The main thread only waits: it sends the
 stats, feeds the systemd watchdog while the processing loop is alive, and
 handles signals (SIGTERM/SIGINT stop, SIGHUP reloads what can change while
-running).  Stop (see :meth:`Daemon.stop`) takes under 5 s: buttons, then MQTT
-(the command in flight finishes, ``offline`` is published), then camera and
-threads, the store last.
+running).  Stop (see :meth:`Daemon.stop`) takes under 5 s: the web page, buttons,
+then MQTT (the command in flight finishes, ``offline`` is published), then camera
+and threads, the store last.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from edgeknn.service.systemd import Notifier
 from edgeknn.service.teacher import Teacher
 from edgeknn.store import Store
 from edgeknn.vision.engines import detector_from_config, embedder_from_config
+from edgeknn.web import page_url
 
 if TYPE_CHECKING:  # imported when used, so that paho and gpiozero load only if enabled
     from edgeknn.gpio import ButtonPanel
@@ -98,6 +99,7 @@ class Daemon:
         self.detection: DetectionStage | None = None
         self.homeassistant: homeassistant.HomeAssistantLink | None = None
         self._processing: threading.Thread | None = None
+        self.web: Any = None  # edgeknn.web.WebSite while the web server runs
 
     # ----- start -------------------------------------------------------------
 
@@ -129,7 +131,8 @@ class Daemon:
         )
         self.homeassistant = homeassistant.connect(
             cfg, self.device, self.mqtt, self.topics, classes=store.class_ids,
-            resend_states=self._announce_states, snapshot=self.teacher.snapshot)
+            resend_states=self._announce_states, snapshot=self.teacher.snapshot,
+            configuration_url=page_url(cfg.web, socket.gethostname()))
         if self.mqtt is not None:
             from edgeknn.mqtt.commands import handle_message
 
@@ -142,12 +145,16 @@ class Daemon:
         hooks: list[Callable[[Processed], None]] = [self._after_frame]
         if self.detection:
             hooks.append(self.detection.on_frame)
+        if cfg.web.enabled:
+            self.web = self._web_site(store)
+            hooks.append(self.web.live.on_frame)
         self.processor = Processor(
             self.engine, classifier=cfg.classifier, pipeline=cfg.pipeline,
             announce=self._announce_prediction, after_frame=hooks,
         )
         self._processing = threading.Thread(target=self._process, name="processing", daemon=True)
         self._processing.start()
+        self._start_web()
         self._announce_all()
         self.notifier.ready(f"running on {self.backend}, {len(store)} examples")
 
@@ -182,6 +189,33 @@ class Daemon:
                                      backoff=Backoff(c.retry_initial, c.retry_max))
         self.capture = CaptureThread(self.camera, self.slot, self.stop_event)
         self.capture.start()
+
+    def _web_site(self, store: Store) -> Any:
+        from edgeknn.web.site import WebSite
+
+        assert self.teacher is not None
+        detection = self.detection
+        return WebSite(self.config.web, target=self.teacher, store=store, frames=self.slot,
+                       status=self.web_status, detections=(lambda: detection.latest) if detection else None,
+                       hold_time=self.config.gpio.hold_time, record_rate=self.config.gpio.record_rate)
+
+    def _start_web(self) -> None:
+        """The page is an extra: a port in use is logged and the service runs without it."""
+        if self.web is None:
+            return
+        try:
+            self.web.start()
+        except EdgeKnnError as exc:
+            log.error("%s", exc)
+            self.web = None
+
+    def web_status(self) -> Any:
+        from edgeknn import __version__
+        from edgeknn.web.live import Status
+
+        mqtt = "disabled" if self.mqtt is None else "connected" if self.mqtt.is_connected else "disconnected"
+        return Status(__version__, self.device, self.backend, self.health.camera, mqtt,
+                      self.detection is not None, self.stats(), self.processor.processed if self.processor else 0)
 
     def _start_gpio(self) -> None:
         g = self.config.gpio
@@ -322,6 +356,7 @@ class Daemon:
     def stop(self) -> None:
         """Stop in an order that loses nothing, within :data:`STOP_BUDGET` seconds:
 
+        0. the web page: a write in flight finishes, no new requests;
         1. buttons: a button's add in flight finishes, no new presses;
         2. MQTT: the command in flight finishes, queued ones are answered,
            ``offline`` is published (the broker sends the Will only on a crash);
@@ -336,7 +371,9 @@ class Daemon:
             return max(0.1, min(share, deadline - time.monotonic()))
 
         steps: list[tuple[str, Callable[[], object]]] = []
-        panel, mqtt = self.panel, self.mqtt
+        panel, mqtt, web = self.panel, self.mqtt, self.web
+        if web is not None:  # first: no new writes from the page
+            steps.append(("web", lambda: web.stop(timeout=left(1.0))))
         if panel is not None:
             steps.append(("buttons", lambda: panel.close(timeout=left(1.5))))
         if self._own_factory is not None:
@@ -359,7 +396,7 @@ class Daemon:
                 step()
             except Exception:
                 log.exception("stopping %s failed", name)
-        self.panel = self._own_factory = self.mqtt = self.camera = self.capture = None
+        self.panel = self._own_factory = self.mqtt = self.camera = self.capture = self.web = None
         self._processing = self.store = None
 
     @staticmethod

@@ -173,6 +173,7 @@ class Processed:
     embedding: np.ndarray
     prediction: Prediction  # after smoothing
     published: bool
+    inference_ms: float = 0.0  # embedding + KNN
 
 
 class ErrorLog:
@@ -253,13 +254,14 @@ class Processor:
         self._apply_pending()
         started = self._clock()
         embedding, raw = self._engine.embed_and_predict(frame.image)
-        self.timings.record((self._clock() - started) * 1e3, self._clock())
+        inference_ms = (self._clock() - started) * 1e3
+        self.timings.record(inference_ms, self._clock())
         label = None if raw.unknown or raw.label is None else raw.label
         shown = smoothed(raw, self._smoother.push(label))
         published = self._gate.should_publish(None if shown.unknown else shown.label)
         if published:
             self._announce(shown, frame, (self._clock() - frame.captured) * 1e3)
-        done = Processed(frame, embedding, shown, published)
+        done = Processed(frame, embedding, shown, published, inference_ms)
         self.processed += 1
         for hook in self._after:
             # Hooks drive outputs beside the prediction (detector, LEDs): one failing

@@ -58,6 +58,16 @@ class NewExample:
 
 
 @dataclass(frozen=True)
+class ExampleRow:
+    """One stored example as a listing shows it (the thumbnail is fetched on its own)."""
+
+    id: int
+    label: str
+    source: str
+    created: float  # Unix time
+
+
+@dataclass(frozen=True)
 class StoreInfo:
     path: Path
     fingerprint: str | None
@@ -339,6 +349,22 @@ class Store:
             examples = Examples(tuple(self._labels), m.codes[: m.n], m.ids[: m.n], order, bounds)
             return classify(query, sims, m.sums, examples, k=c.k, method=c.method,
                             threshold=c.unknown_threshold)
+
+    def examples(self, label: str | None = None, limit: int = 100) -> list[ExampleRow]:
+        """The newest ``limit`` examples, of one class or of all, newest first."""
+        where, args = ("WHERE label = ?", (label,)) if label is not None else ("", ())
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT id, label, source, created FROM examples {where} ORDER BY id DESC LIMIT ?",
+                (*args, limit),
+            ).fetchall()
+        return [ExampleRow(*row) for row in rows]
+
+    def thumbnail(self, example_id: int) -> bytes | None:
+        """The example's JPEG thumbnail; None if there is no such example or it has none."""
+        with self._lock:
+            row = self._conn.execute("SELECT thumbnail FROM examples WHERE id = ?", (example_id,)).fetchone()
+        return row[0] if row else None
 
     def iter_examples(self) -> Iterator[tuple[int, str, bytes, bytes | None, str]]:
         """(id, label, embedding blob, thumbnail, source) for export and import."""
