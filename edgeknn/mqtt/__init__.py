@@ -111,5 +111,7 @@ class MqttSettings:
     max_queued: int = 100  # messages kept while disconnected (0: none)
     reconnect_min: float = 1.0  # seconds before the first retry; doubles up to reconnect_max
     reconnect_max: float = 60.0
+    session_expiry: int = 300  # seconds the broker keeps our session (and commands) while away
+    command_queue: int = 64  # commands waiting to run; more are answered busy
     tls: TlsSettings = field(default_factory=TlsSettings)
     qos: QosSettings = field(default_factory=QosSettings)

@@ -51,6 +51,7 @@ def mqtt_settings(config: Config, device: str) -> MqttSettings:
         username=m.username or None, password=m.password or None,
         keepalive=m.keepalive, base_topic=m.base_topic, max_queued=m.max_queued,
         reconnect_min=m.reconnect_min, reconnect_max=m.reconnect_max,
+        session_expiry=m.session_expiry, command_queue=m.command_queue,
         tls=TlsSettings(enabled=m.tls.enabled, ca=m.tls.ca or None, certfile=m.tls.certfile or None,
                         keyfile=m.tls.keyfile or None, insecure=m.tls.insecure),
         qos=QosSettings(**{k: getattr(m.qos, k) for k in QosSettings.__dataclass_fields__}),
@@ -148,7 +149,9 @@ class Daemon:
         if self.mqtt is not None:
             from edgeknn.mqtt.commands import handle_message
 
-            self.mqtt.on_command(lambda verb, payload: handle_message(verb, payload, self.teacher))
+            pixels = cfg.mqtt.max_image_pixels
+            self.mqtt.on_command(lambda verb, payload: handle_message(
+                verb, payload, self.teacher, max_image_pixels=pixels))
             self.mqtt.start()
 
         self._start_camera()
