@@ -49,6 +49,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edgeknn.errors import CommandError, ConfigError
@@ -305,8 +306,8 @@ class MqttClient:
     def _handle_log(self, client: mqtt.Client, userdata: Any, level: int, message: str) -> None:
         paho_log.debug("%s", message)
 
-    def _handle_connect(self, client: mqtt.Client, userdata: Any, flags: Any,
-                        reason_code: Any, properties: Any) -> None:
+    def _handle_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
+                        reason_code: ReasonCode, properties: Properties | None) -> None:
         if reason_code.is_failure:
             self._problems.warn(name.refused_login(reason_code, self._where, self._settings.username))
             return
@@ -341,8 +342,8 @@ class MqttClient:
             if reason.is_failure:
                 self._problems.warn(name.refused_subscription(self._topics.cmd_wildcard, reason))
 
-    def _handle_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any,
-                           reason_code: Any, properties: Any) -> None:
+    def _handle_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
+                           reason_code: ReasonCode, properties: Properties | None) -> None:
         # No lock here: paho may call this while holding its own locks.
         was_connected, self._connected = self._connected, False
         if was_connected and not self._stopping.is_set():

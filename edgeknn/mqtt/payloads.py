@@ -18,7 +18,6 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from edgeknn.mqtt import Publisher, QosSettings
 from edgeknn.mqtt.topics import Topics
@@ -47,7 +46,7 @@ class DeviceState:
     broker_reconnects: int = 0
 
 
-def to_json(obj: Any) -> bytes:
+def to_json(obj: object) -> bytes:
     """Strict JSON as UTF-8 bytes; labels stay readable, NaN is refused."""
     text = json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     try:
@@ -68,7 +67,7 @@ def iso_timestamp(seconds: float) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def prediction_dict(prediction: Prediction) -> dict[str, Any]:
+def prediction_dict(prediction: Prediction) -> dict[str, object]:
     """A prediction as a JSON-ready dict (also used for a detection's "class")."""
     return {
         "label": prediction.label,
@@ -116,9 +115,9 @@ def state_payload(state: DeviceState) -> bytes:
     })
 
 
-def detection_dict(detection: Detection) -> dict[str, Any]:
+def detection_dict(detection: Detection) -> dict[str, object]:
     box = detection.box
-    body: dict[str, Any] = {
+    body: dict[str, object] = {
         "label": detection.label,
         "score": rounded(detection.score),
         "box": {

@@ -19,20 +19,25 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from edgeknn.cameras import Backoff, RetryingCamera, make_camera
+from edgeknn.cameras import Backoff, Camera, RetryingCamera, make_camera
 from edgeknn.config import Config, load_config
 from edgeknn.errors import EdgeKnnError
-from edgeknn.mqtt import MqttSettings, NullPublisher, QosSettings, TlsSettings
+from edgeknn.mqtt import MqttSettings, NullPublisher, Publisher, QosSettings, TlsSettings
 from edgeknn.mqtt.payloads import Announcer, DeviceState, Stats
 from edgeknn.mqtt.topics import Topics
 from edgeknn.service.detection_stage import DetectionStage
+from edgeknn.service.engine import ClassifierSettings, Engine
 from edgeknn.service.pipeline import CaptureThread, FrameSlot, LoopSettings, Processed, Processor
 from edgeknn.service.systemd import Notifier
-from edgeknn.service.teacher import ClassifierSettings, Engine, Teacher
+from edgeknn.service.teacher import Teacher
 from edgeknn.store import Store
 from edgeknn.vision.engines import build_detector, build_embedder
+
+if TYPE_CHECKING:  # imported when used, so that paho and gpiozero load only if enabled
+    from edgeknn.gpio import ButtonPanel
+    from edgeknn.mqtt.client import MqttClient
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +82,7 @@ class Health:
 class Daemon:
     """The running application.  ``pin_factory`` and ``camera`` are injectable for tests."""
 
-    def __init__(self, config: Config, *, pin_factory: Any = None, camera: Any = None,
+    def __init__(self, config: Config, *, pin_factory: Any = None, camera: Camera | None = None,
                  config_path: Path | None = None, notifier: Notifier | None = None) -> None:
         self.config = config
         self.config_path = config_path
@@ -89,7 +94,7 @@ class Daemon:
         self.device = device_id(config)
         self.topics = Topics.for_device(self.device, config.mqtt.base_topic or None)
         self._pin_factory = pin_factory
-        self._own_factory: Any = None  # a pin factory we opened, and must close
+        self._own_factory: Any = None  # a gpiozero pin factory we opened, and must close
         self._camera_override = camera
         self.started = time.monotonic()
         self.failure: str | None = None  # why the daemon stopped by itself, if it did
@@ -98,8 +103,8 @@ class Daemon:
         self.announcer: Announcer | None = None
         self.camera: RetryingCamera | None = None
         self.capture: CaptureThread | None = None
-        self.mqtt: Any = None
-        self.panel: Any = None
+        self.mqtt: MqttClient | None = None
+        self.panel: ButtonPanel | None = None
         self.processor: Processor | None = None
         self.teacher: Teacher | None = None
         self.engine: Engine | None = None
@@ -121,13 +126,8 @@ class Daemon:
         store.bind(embedder.info.fingerprint, embedder.info.dim)
         log.info("embedder %s on %s (%d-d); store %s with %d examples",
                  embedder.info.tensor, embedder.info.backend, embedder.info.dim, store.path, len(store))
-        self.engine = Engine(embedder, store, classifier_settings(cfg))
-
-        settings = mqtt_settings(cfg, self.device)
-        publisher = self._start_mqtt(settings)
-        self.announcer = Announcer(publisher, self.topics, settings.qos)
-
         d = cfg.detector
+        detector = None
         if d.enabled:
             detector = build_detector(
                 d.model, labels=d.labels or None, edgetpu_model=d.edgetpu_model or None,
@@ -135,15 +135,20 @@ class Daemon:
                 models_dir=models_dir, mirror=mirror, threshold=d.threshold,
                 max_detections=d.max_detections, allow=frozenset(d.allow) or None, resize=d.resize,
             )
+            log.info("detector %s on %s", detector.opened.path.name, detector.opened.backend)
+        self.engine = Engine(embedder, store, classifier_settings(cfg), detector)
+
+        settings = mqtt_settings(cfg, self.device)
+        publisher = self._start_mqtt(settings)
+        self.announcer = Announcer(publisher, self.topics, settings.qos)
+        if d.enabled:
             self.detection = DetectionStage(
-                detector, self.announcer, self.engine if d.classify_objects else None,
+                self.engine, self.announcer, classify_objects=d.classify_objects,
                 every_n_frames=d.every_n_frames, max_rate=d.max_rate,
             )
-            log.info("detector %s on %s", detector.opened.path.name, detector.opened.backend)
 
-        self.teacher = Teacher(
+        teacher = self.teacher = Teacher(
             self.engine, self.slot, on_change=self._classes_changed,
-            find_object=self.detection.largest_object if self.detection else None,
             on_snapshot=self.announcer.snapshot, default_target=d.teach_target,
         )
         if self.mqtt is not None:
@@ -151,7 +156,7 @@ class Daemon:
 
             pixels = cfg.mqtt.max_image_pixels
             self.mqtt.on_command(lambda verb, payload: handle_message(
-                verb, payload, self.teacher, max_image_pixels=pixels))
+                verb, payload, teacher, max_image_pixels=pixels))
             self.mqtt.start()
 
         self._start_camera()
@@ -175,7 +180,7 @@ class Daemon:
         """Where the embedder runs: "edgetpu" or "cpu"."""
         return self.engine.embedder.info.backend if self.engine else "cpu"
 
-    def _start_mqtt(self, settings: MqttSettings) -> Any:
+    def _start_mqtt(self, settings: MqttSettings) -> Publisher:
         if not settings.enabled:
             log.info("mqtt disabled: nothing is published")
             return NullPublisher()
@@ -195,7 +200,7 @@ class Daemon:
             log.info("camera.lores is off while the detector runs")
             c = replace(c, lores=False)
         source = self._camera_override or make_camera(
-            c, self.engine.embedder.input_size, sleep=self.stop_event.wait
+            c, self.engine.embedder.info.input_size, sleep=self.stop_event.wait
         )
         self.camera = RetryingCamera(source, stop=self.stop_event, on_state=self._camera_state,
                                      backoff=Backoff(c.retry_initial, c.retry_max))
@@ -208,7 +213,7 @@ class Daemon:
             return
         from edgeknn.gpio import ButtonPanel, ButtonSpec, ClearButtonSpec, PanelSettings, open_pin_factory
 
-        def pin(value: int | str) -> Any:
+        def pin(value: int | str) -> int | str | None:
             return None if value == "" else value
 
         settings = PanelSettings(
@@ -351,12 +356,13 @@ class Daemon:
             return max(0.1, min(share, deadline - time.monotonic()))
 
         steps: list[tuple[str, Callable[[], object]]] = []
-        if self.panel is not None:
-            steps.append(("buttons", lambda: self.panel.close(timeout=left(1.5))))
+        panel, mqtt = self.panel, self.mqtt
+        if panel is not None:
+            steps.append(("buttons", lambda: panel.close(timeout=left(1.5))))
         if self._own_factory is not None:
             steps.append(("pin factory", self._own_factory.close))
-        if self.mqtt is not None:
-            steps.append(("mqtt", lambda: self.mqtt.stop(timeout=left(1.5))))
+        if mqtt is not None:
+            steps.append(("mqtt", lambda: mqtt.stop(timeout=left(1.5))))
         if self.camera is not None:
             steps.append(("camera", self.camera.close))
         capture = self.capture
