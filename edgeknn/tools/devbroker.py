@@ -81,6 +81,13 @@ class LocalBroker:
                 self.proc.stderr.close()
         self.proc = None
 
+    def kill(self) -> None:
+        """SIGKILL: the broker vanishes without a word (its sessions with it)."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.stop()
+
     def close(self) -> None:
         self.stop()
         if self._tmp is not None:
