@@ -117,3 +117,15 @@ def test_a_full_disk_is_answered_store_full_and_removing_still_works(
     finally:
         daemon.stop()
     no_tracebacks(daemon.log())
+
+
+@pytest.mark.slow
+def test_a_short_soak_answers_every_command_with_fds_and_threads_flat(tmp_path):
+    from edgeknn.tools import soak
+
+    lines: list[str] = []
+    result = soak.run(0.3, IMAGES, models_dir=tmp_path / "models", mirror=str(MODELS),
+                      command_every=0.5, sample_every=3, out=lines.append)
+    assert len(result["fds"]) == 1 and len(result["threads"]) == 1, result
+    assert result["unanswered_at_end"] <= 1  # at most the command sent just before the end
+    assert lines[-1].startswith("RSS after warm-up")

@@ -81,7 +81,7 @@ def proc_status(pid: int) -> dict[str, int]:
 class DaemonProcess:
     """One `edgeknn run` at a time in ``workdir``; restartable on the same store."""
 
-    def __init__(self, workdir: Path, broker: LocalBroker, frames: Path, models_mirror: Path, *,
+    def __init__(self, workdir: Path, broker: LocalBroker, frames: Path, models_mirror: Path | str, *,
                  store: Path | None = None, models_dir: Path | None = None, fps: float = 10.0,
                  extra: str = "") -> None:
         self.workdir = workdir
