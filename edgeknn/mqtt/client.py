@@ -1,36 +1,31 @@
 """MqttClient: the paho-mqtt 2.x adapter, and the only module that imports paho.
 
-It speaks MQTT v5 (ResponseTopic, retain-as-published, session expiry).  What it promises:
+It speaks MQTT v5 (ResponseTopic, retain-as-published, session expiry).  It promises:
 
-* ``start()`` never fails because the broker is away: paho's network thread
-  keeps retrying with a backoff from ``reconnect_min`` doubling to
-  ``reconnect_max``.  Only unusable settings (TLS files) raise, as ConfigError.
-  Each distinct failure (TLS trust, host name, login, an ACL refusing our
-  subscription or a publish) is one WARNING naming it (see failures.py);
-  paho's own chatter, and the same failure again, go to debug.
+* ``start()`` never fails because the broker is away: paho retries with a
+  backoff from ``reconnect_min`` doubling to ``reconnect_max``; only unusable
+  TLS files raise (ConfigError).  Each distinct failure (TLS trust, host name,
+  login, an ACL refusing our subscription or a publish) is one WARNING naming
+  it (failures.py); paho's own chatter, and repeats, go to debug.
 * ``publish()`` never blocks and never raises because the broker is away.
   Messages go through a prioritised outbox (outbox.py): replies and retained
-  state before predictions; stale predictions dropped, not replayed.  One
-  sender thread hands them to paho, at most ``WINDOW`` unconfirmed at a time,
-  so paho's own queue never refuses (and never drops) a reply.
-* A persistent session (clean_start false, ``session_expiry`` seconds, QoS 1
-  subscription): commands sent with QoS 1 while we are away for less than that
-  are delivered, and answered, when we are back.
+  state before predictions, stale predictions dropped.  One sender thread
+  hands them to paho, at most ``WINDOW`` unconfirmed, so paho never refuses
+  (and never drops) a reply.
+* A persistent session (clean_start false, ``session_expiry`` s, QoS 1
+  subscription): commands sent with QoS 1 while we are away are answered when
+  we are back.
 * On every connect, in this order: subscribe to ``<base>/cmd/+``, publish
-  retained ``online``, call the ``on_connected`` hook (the daemon re-announces
-  classes, stats and state; they join the outbox), then send the outbox.
-* The Last Will is retained ``offline``; the broker only sends it after an
-  unclean disconnect, so ``stop()`` publishes ``offline`` itself and waits for
-  it before disconnecting.
-* Commands are carried out one at a time on a worker thread, not on paho's
-  network thread (adding 100 frames takes seconds; keepalives must go on).  At
-  most ``command_queue`` wait; more are answered ``busy``.  Oversized and
-  retained ones are refused: the subscription asks for retain-as-published, so
-  a retained ``cmd/clear`` is recognised whether it arrives live, from the
-  broker's retained store or from our persistent session (MQTT 3.1.1 has no
-  such flag; edgeknn always speaks v5).  Every request gets exactly one reply,
-  on its ResponseTopic with its CorrelationData when given, else on
-  ``<base>/cmd/result``.
+  retained ``online``, call ``on_connected`` (the daemon re-announces classes,
+  stats and state into the outbox), then send the outbox.  The Last Will is
+  retained ``offline``; ``stop()`` publishes it itself before disconnecting.
+* Commands run one at a time on a worker thread, not paho's (adding 100
+  frames takes seconds).  At most ``command_queue`` wait; more are answered
+  ``busy``.  Oversized and retained ones are refused: with retain-as-published
+  a retained ``cmd/clear`` keeps its flag live, from the broker's retained
+  store and from our session (MQTT 3.1.1 has no such flag; edgeknn always
+  speaks v5).  Every request gets exactly one reply, on its ResponseTopic
+  with its CorrelationData when given, else on ``<base>/cmd/result``.
 """
 
 from __future__ import annotations
@@ -133,12 +128,6 @@ class MqttClient:
         """Messages waiting in the outbox for the broker."""
         with self._lock:
             return len(self._outbox)
-
-    @property
-    def unconfirmed(self) -> int:
-        """Messages handed to paho that it has not yet confirmed."""
-        with self._lock:
-            return len(self._in_flight)
 
     @property
     def dropped(self) -> int:

@@ -25,9 +25,12 @@ import logging
 import os
 import shutil
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from edgeknn.errors import StoreFull
+from edgeknn.store import sqlite
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,7 @@ CHECKPOINT_PAGES = 256
 JOURNAL_LIMIT = 1024 * 1024
 RESERVE_BYTES = 2 * 1024 * 1024
 VACUUM_STEP = 256  # pages (1 MB) given back per step
+T = TypeVar("T")
 
 
 def free_bytes(path: Path) -> int:
@@ -112,3 +116,26 @@ def give_back(conn: sqlite3.Connection) -> bool:
     except sqlite3.OperationalError as exc:  # busy readers, or no room: the data is safe
         log.debug("could not give disk space back yet: %s", exc)
         return False
+
+
+def write(conn: sqlite3.Connection, path: Path, reserve: Reserve | None, work: Callable[[], T], *,
+          frees_space: bool = False) -> T:
+    """``work`` in one transaction; a full disk is StoreFull, never a traceback.
+
+    Adds (``frees_space`` false) need the reserve; removals may spend it, and
+    give the space back afterwards."""
+    if not frees_space and reserve is not None and not reserve.ensure():
+        raise full(path)
+    try:
+        with sqlite.transaction(conn, path):
+            result = work()
+    except StoreFull:
+        if not frees_space or reserve is None or not reserve.release():
+            raise
+        with sqlite.transaction(conn, path):
+            result = work()
+    if frees_space and reserve is not None:
+        if not give_back(conn) and reserve.release():
+            give_back(conn)
+        reserve.ensure()
+    return result

@@ -35,7 +35,6 @@ from edgeknn.errors import (
     FingerprintMismatch,
     StoreCorrupt,
     StoreError,
-    StoreFull,
     UnknownExample,
     UnknownLabel,
 )
@@ -301,24 +300,8 @@ class Store:
             return count
 
     def _write(self, work: Callable[[], T], *, frees_space: bool = False) -> T:
-        """``work`` in one transaction; a full disk is StoreFull, never a traceback.
-        Adds need the reserve; removals may spend it (see space.py)."""
-        reserve = self._reserve
-        if not frees_space and reserve is not None and not reserve.ensure():
-            raise space.full(self.path)
-        try:
-            with sqlite.transaction(self._conn, self.path):
-                result = work()
-        except StoreFull:
-            if not frees_space or reserve is None or not reserve.release():
-                raise
-            with sqlite.transaction(self._conn, self.path):
-                result = work()
-        if frees_space and reserve is not None:
-            if not space.give_back(self._conn) and reserve.release():
-                space.give_back(self._conn)
-            reserve.ensure()
-        return result
+        """``work`` in one transaction; a full disk is StoreFull (see space.py)."""
+        return space.write(self._conn, self.path, self._reserve, work, frees_space=frees_space)
 
     def _check_writable(self) -> None:
         if self.readonly:
