@@ -8,7 +8,10 @@ daemon names the problem without a traceback.
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import subprocess
+import time
+from contextlib import closing
 
 import pytest
 from conftest import IMAGES, MODELS
@@ -129,3 +132,23 @@ def test_a_short_soak_answers_every_command_with_fds_and_threads_flat(tmp_path):
     assert len(result["fds"]) == 1 and len(result["threads"]) == 1, result
     assert result["unanswered_at_end"] <= 1  # at most the command sent just before the end
     assert lines[-1].startswith("RSS after warm-up")
+
+
+@pytest.mark.slow
+def test_a_burst_of_2000_adds_at_full_speed_gets_one_reply_each_and_commits_only_answered_ones(
+        daemon, commander, images):
+    daemon.start()
+    commander.wait_online()
+    keys = [commander.send("add", {"label": "cat", "image": images[i % 4]}, wait=False)
+            for i in range(2000)]
+    assert commander.wait(keys, timeout=120), f"{sum(k in commander.replies for k in keys)} of 2000 answered"
+    time.sleep(0.5)  # a second reply would arrive now
+    assert all(len(commander.replies[k]) == 1 for k in keys)
+    replies = [commander.replies[k][0].payload for k in keys]
+    answered = {i for r in replies if r["ok"] for i in r["example_ids"]}
+    assert {r["error"].split(":")[0] for r in replies if not r["ok"]} <= {"busy"}
+    daemon.stop()
+    with closing(sqlite3.connect(daemon.store)) as conn:
+        stored = {i for (i,) in conn.execute("SELECT id FROM examples")}
+    assert stored == answered  # nothing committed without its reply
+    print(f"2000 adds at full speed: {len(answered)} carried out, {2000 - len(answered)} busy")

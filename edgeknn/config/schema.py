@@ -128,7 +128,9 @@ class MqttConfig:
     password: str = setting("", "env EDGEKNN_MQTT_PASSWORD overrides", secret=True)
     keepalive: int = setting(60, "seconds", min=5, max=3600)
     base_topic: str = setting("", "empty = edgeknn/<device_id>", check=checks.topic)
-    max_queued: int = setting(1000, "messages kept while disconnected", min=1, max=1_000_000)
+    max_queued: int = setting(1000, "predictions and detections kept while the broker is slow or "
+                              "away (replies and retained state are always kept)",
+                              min=1, max=1_000_000)
     reconnect_min: float = setting(1.0, "first reconnect wait (s)", above=0.0, max=3600.0)
     reconnect_max: float = setting(60.0, "longest reconnect wait (s)", above=0.0, max=3600.0)
     session_expiry: int = setting(300, "seconds the broker keeps our session (and the commands "

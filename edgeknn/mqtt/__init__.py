@@ -108,7 +108,7 @@ class MqttSettings:
     password: str | None = None
     keepalive: int = 30
     base_topic: str = ""  # empty: edgeknn/<device_id>
-    max_queued: int = 100  # messages kept while disconnected (0: none)
+    max_queued: int = 100  # predictions kept while the broker is slow or away (0: none)
     reconnect_min: float = 1.0  # seconds before the first retry; doubles up to reconnect_max
     reconnect_max: float = 60.0
     session_expiry: int = 300  # seconds the broker keeps our session (and commands) while away

@@ -45,6 +45,15 @@ class Ledger:
             for example_id in reply.get("example_ids", []):
                 self.examples[example_id] = label
 
+    def resync(self, store: Path) -> None:
+        """Take the labels from the store after a round: a rename that was carried out
+        but never answered moved examples the ledger still knows by the old name."""
+        with closing(sqlite3.connect(f"{store.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+            labels = dict(conn.execute("SELECT id, label FROM examples").fetchall())
+        for example_id in self.examples:
+            if example_id in labels:
+                self.examples[example_id] = labels[example_id]
+
     def check(self, store: Path) -> list[str]:
         """Every way the store disagrees with what was acknowledged (empty: none)."""
         problems = []
@@ -144,6 +153,7 @@ def kill_rounds(daemon: DaemonProcess, commander: Commander, images: list[str], 
         result = Round(len(sent), sum(commander.reply(c.key) is not None for c in sent),
                        ledger.check(daemon.store))
         results.append(result)
+        ledger.resync(daemon.store)
         if report is not None:
             report(number, result)
     return ledger, results
