@@ -28,7 +28,10 @@ edgeknn, so callers never catch a vendor type.
     │   ├── UnknownLabel (LookupError)
     │   └── UnknownExample (LookupError)
     ├── CameraError                         a camera cannot be opened or stopped delivering
-    └── CommandError (ValueError)           an MQTT command is malformed
+    ├── GpioError                           no GPIO library works on this machine (the service runs on without buttons)
+    ├── CommandError (ValueError)           an MQTT command is malformed
+    ├── PasswordError (ValueError)          the web password is too short, or its file unusable
+    └── WebError (OSError)                  the web server cannot listen where it was asked to
 """
 
 from __future__ import annotations
@@ -131,5 +134,18 @@ class CameraError(EdgeKnnError):
     """A camera cannot be opened or stopped delivering frames."""
 
 
+class GpioError(EdgeKnnError):
+    """No GPIO library works here (no GPIO chip, no lgpio, no access): a fact of the
+    machine, not of the config, so the service runs on without buttons and says so."""
+
+
 class CommandError(EdgeKnnError, ValueError):
     """An MQTT command is malformed; the message names the field."""
+
+
+class PasswordError(EdgeKnnError, ValueError):
+    """The web page's password is too short, or its file cannot be read or written."""
+
+
+class WebError(EdgeKnnError, OSError):
+    """The web server cannot listen where it was asked to."""

@@ -7,6 +7,7 @@ Decoding errors become :class:`ImageError` naming the file or payload.
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -76,7 +77,11 @@ def decode_image(data: bytes, name: str = "image payload", *, max_pixels: int = 
     if not data:
         raise ImageError(f"{name}: empty, not an image")
     try:
-        with Image.open(io.BytesIO(data), formats=DECODE_FORMATS) as img:
+        with warnings.catch_warnings():
+            # Pillow warns from 89 M pixels; the pixel limit below refuses such images anyway.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(io.BytesIO(data), formats=DECODE_FORMATS)
+        with opened as img:
             limit = pixel_limit(img.format, max_pixels)
             if img.width * img.height > limit:
                 raise ImageError(

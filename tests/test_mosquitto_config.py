@@ -11,7 +11,7 @@ import pytest
 from conftest import ROOT, TIMEOUT, Listener, wait_until
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edgeknn.mqtt import MqttSettings
+from edgeknn.config import MqttConfig
 from edgeknn.mqtt.client import MqttClient
 from edgeknn.mqtt.commands import handle_message
 from edgeknn.mqtt.topics import Topics
@@ -69,7 +69,7 @@ def secured(tmp_path):
 @pytest.fixture
 def device(secured):
     target = Counts()
-    client = MqttClient(MqttSettings(host=secured.host, port=secured.port, client_id="edgeknn-kitchen",
+    client = MqttClient(MqttConfig(host=secured.host, port=secured.port, client_id="edgeknn-kitchen",
                                      username="kitchen", password=PASSWORDS["kitchen"],
                                      reconnect_min=0.1, reconnect_max=0.5), TOPICS)
     client.on_command(lambda verb, payload: handle_message(verb, payload, target))

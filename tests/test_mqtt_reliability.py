@@ -20,8 +20,8 @@ from conftest import TIMEOUT, wait_until
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edgeknn.config import MqttConfig, MqttTlsConfig
 from edgeknn.errors import UnknownLabel
-from edgeknn.mqtt import MqttSettings, TlsSettings
 from edgeknn.mqtt.client import MqttClient
 from edgeknn.mqtt.commands import handle_message
 from edgeknn.mqtt.topics import Topics
@@ -71,7 +71,7 @@ def make_client(mosquitto):
     def make(store: Store | None = None, broker: LocalBroker = mosquitto, **options) -> MqttClient:
         options = {"client_id": "edgeknn-test", "reconnect_min": 0.1, "reconnect_max": 0.5,
                    "keepalive": 5, **options}
-        client = MqttClient(MqttSettings(host=broker.host, port=broker.port, **options), TOPICS)
+        client = MqttClient(MqttConfig(host=broker.host, port=broker.port, **options), TOPICS)
         if store is not None:
             client.on_command(lambda verb, payload: handle_message(verb, payload, store))
         started.append(client)
@@ -251,9 +251,9 @@ def tls_broker(tmp_path, certificates):
 def test_a_tls_failure_is_one_warning_naming_the_cause(tls_broker, certificates, make_client,
                                                        caplog, ca, host, cause):
     with caplog.at_level(logging.DEBUG):
-        client = MqttClient(MqttSettings(host=host, port=tls_broker.port, reconnect_min=0.1,
+        client = MqttClient(MqttConfig(host=host, port=tls_broker.port, reconnect_min=0.1,
                                          reconnect_max=0.2,
-                                         tls=TlsSettings(enabled=True, ca=str(certificates / ca))),
+                                         tls=MqttTlsConfig(enabled=True, ca=str(certificates / ca))),
                             TOPICS)
         client.start()
         try:
@@ -269,8 +269,8 @@ def test_a_tls_failure_is_one_warning_naming_the_cause(tls_broker, certificates,
 
 
 def test_the_right_ca_and_host_name_connect(tls_broker, certificates):
-    client = MqttClient(MqttSettings(host="localhost", port=tls_broker.port,
-                                     tls=TlsSettings(enabled=True, ca=str(certificates / "ca.crt"))),
+    client = MqttClient(MqttConfig(host="localhost", port=tls_broker.port,
+                                     tls=MqttTlsConfig(enabled=True, ca=str(certificates / "ca.crt"))),
                         TOPICS)
     try:
         connected(client)

@@ -47,8 +47,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from edgeknn.config import MqttConfig
 from edgeknn.errors import CommandError, ConfigError
-from edgeknn.mqtt import MqttSettings
 from edgeknn.mqtt import failures as name
 from edgeknn.mqtt.commands import MAX_PAYLOAD_BYTES, check_size, refuse
 from edgeknn.mqtt.outbox import Kind, Message, Outbox, kind_of
@@ -79,20 +79,29 @@ def _check_publish_topic(topic: str) -> None:
 
 
 class MqttClient:
-    """A Publisher over paho-mqtt that survives broker restarts and answers commands."""
+    """A Publisher over paho-mqtt that survives broker restarts and answers commands.
 
-    def __init__(self, settings: MqttSettings, topics: Topics, *,
+    ``config`` is the validated ``[mqtt]`` section, used as it is; its empty
+    strings mean "none" (an empty ``client_id`` lets the broker pick one, and
+    then there is no persistent session; the daemon fills in ``edgeknn-<device_id>``).
+    """
+
+    def __init__(self, config: MqttConfig, topics: Topics, *,
                  on_connected: Callable[[], None] | None = None,
                  max_command_bytes: int = MAX_PAYLOAD_BYTES,
-                 command_backlog: int | None = None) -> None:
-        self._settings = settings
+                 command_backlog: int | None = None, announce_status: bool = True) -> None:
+        self._config = config
         self._topics = topics
-        self._where = f"{settings.host}:{settings.port}"
+        self._where = f"{config.host}:{config.port}"
         self._on_connected = on_connected
+        # False for a short-lived helper (edgeknn ha remove) beside a running service:
+        # no online/offline and no Last Will on the service's status topic.
+        self._announce_status = announce_status
+        self._watched: dict[str, Callable[[bytes, bool], None]] = {}
         self._max_command_bytes = max_command_bytes
         self._handler: CommandHandler | None = None
         self._lock = threading.Lock()  # guards the outbox and the in-flight table
-        self._outbox = Outbox(settings.max_queued)
+        self._outbox = Outbox(config.max_queued)
         self._in_flight: dict[int, Message] = {}  # mid -> message paho has not confirmed
         self._confirmed: deque[tuple[int, Any]] = deque()  # (mid, reason) from on_publish
         self._wake = threading.Event()  # the sender has work
@@ -101,7 +110,7 @@ class MqttClient:
         self._connected = False
         self._connects = 0
         self._problems = name.OnceLog(log)
-        backlog = settings.command_queue if command_backlog is None else command_backlog
+        backlog = config.command_queue if command_backlog is None else command_backlog
         self._requests: queue.Queue[_Request] = queue.Queue(maxsize=backlog)
         self._stopping = threading.Event()  # no new commands
         self._finishing = threading.Event()  # the last replies are queued: send them and end
@@ -113,6 +122,12 @@ class MqttClient:
     def on_command(self, handler: CommandHandler) -> None:
         """Route ``<base>/cmd/<verb>`` requests to ``handler`` (set before start)."""
         self._handler = handler
+
+    def watch(self, topic: str, handler: Callable[[bytes, bool], None]) -> None:
+        """Subscribe to ``topic`` on every connect and pass each message to
+        ``handler(payload, retained)`` (set before start; it runs on paho's network
+        thread, so it must be quick: Home Assistant's status starts a timer)."""
+        self._watched[topic] = handler
 
     @property
     def is_connected(self) -> bool:
@@ -151,16 +166,17 @@ class MqttClient:
         """Connect in the background and keep connected; returns at once."""
         if self._paho is not None:
             return
-        s = self._settings
+        s = self._config
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=s.client_id,
                              protocol=mqtt.MQTTv5)
         client.on_log = self._handle_log  # paho's retry chatter, at debug
         client.suppress_exceptions = True  # a bug in a callback must not end the network thread
         if s.username:
-            client.username_pw_set(s.username, s.password)
+            client.username_pw_set(s.username, s.password or None)
         if s.tls.enabled:
             self._configure_tls(client)
-        client.will_set(self._topics.status, OFFLINE, qos=s.qos.status, retain=True)
+        if self._announce_status:
+            client.will_set(self._topics.status, OFFLINE, qos=s.qos.status, retain=True)
         client.max_queued_messages_set(0)  # our WINDOW bounds what paho holds
         client.reconnect_delay_set(s.reconnect_min, s.reconnect_max)  # type: ignore[arg-type]
         client.on_connect = self._handle_connect
@@ -207,8 +223,8 @@ class MqttClient:
             was_connected, self._connected = self._connected, False
             if self._outbox:
                 log.info("dropping %d MQTT messages never sent to the broker", self._outbox.clear())
-        if was_connected:
-            info = client.publish(self._topics.status, OFFLINE, self._settings.qos.status, True)
+        if was_connected and self._announce_status:
+            info = client.publish(self._topics.status, OFFLINE, self._config.qos.status, True)
             try:
                 info.wait_for_publish(timeout)
                 if not info.is_published():
@@ -298,7 +314,7 @@ class MqttClient:
     def _handle_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
                         reason_code: ReasonCode, properties: Properties | None) -> None:
         if reason_code.is_failure:
-            self._problems.warn(name.refused_login(reason_code, self._where, self._settings.username))
+            self._problems.warn(name.refused_login(reason_code, self._where, self._config.username))
             return
         self._problems.reset()
         self._connects += 1
@@ -306,11 +322,14 @@ class MqttClient:
                  " (session resumed)" if getattr(flags, "session_present", False) else "")
         # retain-as-published: a retained command keeps its flag on every path, so
         # it is refused; "if new": resubscribing does not replay retained ones.
-        options = SubscribeOptions(qos=self._settings.qos.commands, noLocal=True,
+        options = SubscribeOptions(qos=self._config.qos.commands, noLocal=True,
                                    retainAsPublished=True,
                                    retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
         client.subscribe(self._topics.cmd_wildcard, options=options)
-        client.publish(self._topics.status, ONLINE, self._settings.qos.status, True)
+        for topic in self._watched:  # without noLocal: our own retained config is read back too
+            client.subscribe(topic, options=SubscribeOptions(qos=self._config.qos.commands))
+        if self._announce_status:
+            client.publish(self._topics.status, ONLINE, self._config.qos.status, True)
         if self._on_connected is not None:
             try:
                 self._on_connected()
@@ -323,7 +342,7 @@ class MqttClient:
     def _handle_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         # paho calls this inside its "except OSError": the exception is the cause.
         self._problems.warn(name.connect_error(sys.exc_info()[1], self._where,
-                                               tls=self._settings.tls.enabled))
+                                               tls=self._config.tls.enabled))
 
     def _handle_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
                           reason_codes: list[Any], properties: Any) -> None:
@@ -348,6 +367,9 @@ class MqttClient:
     # -- commands --------------------------------------------------------------
 
     def _receive(self, message: mqtt.MQTTMessage) -> None:
+        if (watcher := self._watched.get(message.topic)) is not None:
+            watcher(bytes(message.payload), bool(message.retain))
+            return
         verb = self._topics.verb_from_topic(message.topic)
         if verb is None:  # <base>/cmd/result: replies, ours or another's
             return
@@ -404,13 +426,15 @@ class MqttClient:
         if request.correlation is not None:
             properties = Properties(PacketTypes.PUBLISH)
             properties.CorrelationData = request.correlation
-        self._put(Message(request.reply_topic, reply, self._settings.qos.commands, False,
+        self._put(Message(request.reply_topic, reply, self._config.qos.commands, False,
                           properties, Kind.REPLY))
 
     def _configure_tls(self, client: mqtt.Client) -> None:
-        tls = self._settings.tls
+        tls = self._config.tls
         try:
-            client.tls_set(ca_certs=tls.ca, certfile=tls.certfile, keyfile=tls.keyfile)
+            # "" in the config is "none": the system's CAs, no client certificate.
+            client.tls_set(ca_certs=tls.ca or None, certfile=tls.certfile or None,
+                           keyfile=tls.keyfile or None)
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
             raise ConfigError(
                 f"mqtt.tls: cannot load ca={tls.ca!r} certfile={tls.certfile!r} "

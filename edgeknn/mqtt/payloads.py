@@ -18,10 +18,14 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from edgeknn.mqtt import Publisher, QosSettings
+from edgeknn.mqtt import Publisher
 from edgeknn.mqtt.topics import Topics
 from edgeknn.results import Detection, Frame, Prediction
+
+if TYPE_CHECKING:  # the config imports this package's rules, so not at run time
+    from edgeknn.config import MqttQosConfig
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,14 @@ def state_payload(state: DeviceState) -> bytes:
     })
 
 
+UNKNOWN_EVENT = "unknown"  # the event type when the camera stops recognising a class
+
+
+def event_payload(label: str | None, confidence: float) -> bytes:
+    """``<base>/event``: the recognised label changed (None: to unknown)."""
+    return to_json({"event_type": UNKNOWN_EVENT if label is None else label, "confidence": rounded(confidence)})
+
+
 def detection_dict(detection: Detection) -> dict[str, object]:
     box = detection.box
     body: dict[str, object] = {
@@ -149,11 +161,25 @@ class Announcer:
     which also sets it as the Last Will.
     """
 
-    def __init__(self, publisher: Publisher, topics: Topics,
-                 qos: QosSettings | None = None) -> None:
+    def __init__(self, publisher: Publisher, topics: Topics, qos: MqttQosConfig | None = None) -> None:
+        if qos is None:  # the [mqtt.qos] defaults; imported here, as the config imports this package
+            from edgeknn.config import MqttQosConfig
+
+            qos = MqttQosConfig()
         self._publisher = publisher
         self._topics = topics
-        self._qos = qos or QosSettings()
+        self._qos = qos
+        self._recognised: str | None = None
+
+    def recognised(self, prediction: Prediction) -> bool:
+        """Publish an event if the (smoothed) label changed since the last call; say if it did."""
+        label = None if prediction.unknown else prediction.label
+        if label == self._recognised:
+            return False
+        self._recognised = label
+        self._publisher.publish(self._topics.event, event_payload(label, prediction.confidence),
+                                self._qos.prediction, False)
+        return True
 
     def prediction(self, prediction: Prediction, frame: Frame, latency_ms: float) -> None:
         payload = prediction_payload(prediction, frame, latency_ms)

@@ -31,6 +31,7 @@ from typing import BinaryIO, TypeVar
 import numpy as np
 
 from edgeknn.classify import Examples, classify
+from edgeknn.config import ClassifierConfig
 from edgeknn.errors import (
     FingerprintMismatch,
     StoreCorrupt,
@@ -41,17 +42,30 @@ from edgeknn.errors import (
 from edgeknn.images import encode_jpeg
 from edgeknn.labels import validate_label
 from edgeknn.results import Prediction
-from edgeknn.store import space, sqlite
+from edgeknn.store import classes, space, sqlite
 from edgeknn.store.matrix import DTYPE, Matrix
 
 T = TypeVar("T")
 THUMBNAIL_SIDE = 256  # px, longest side: enough to re-embed at 224
+DEFAULT_CLASSIFIER = ClassifierConfig()  # what an empty [classifier] config table gives
+
+
 @dataclass(frozen=True)
 class NewExample:
     label: str
     embedding: np.ndarray
     thumbnail: bytes | None = None
     source: str = ""
+
+
+@dataclass(frozen=True)
+class ExampleRow:
+    """One stored example as a listing shows it (the thumbnail is fetched on its own)."""
+
+    id: int
+    label: str
+    source: str
+    created: float  # Unix time
 
 
 @dataclass(frozen=True)
@@ -85,6 +99,8 @@ class Store:
         self._labels: list[str] = []
         self._code_of: dict[str, int] = {}
         self._matrix: Matrix | None = None
+        if not readonly:
+            classes.migrate(conn)  # stores made before class ids get them now
         self._load()
 
     # ----- opening ---------------------------------------------------------
@@ -324,9 +340,14 @@ class Store:
             counts = np.bincount(m.codes[: m.n], minlength=len(self._labels))
             return {self._labels[c]: int(n) for c, n in enumerate(counts) if n}
 
-    def predict(
-        self, embedding: np.ndarray, *, k: int = 3, method: str = "balanced", threshold: float = 0.0
-    ) -> Prediction:
+    def class_ids(self) -> dict[str, int]:
+        """``{label: stable id}``: an id survives renames and is never reused (see classes.py)."""
+        with self._lock:
+            return classes.ids(self._conn)
+
+    def predict(self, embedding: np.ndarray, classifier: ClassifierConfig = DEFAULT_CLASSIFIER) -> Prediction:
+        """The class of ``embedding`` by the ``[classifier]`` config (its defaults if not given)."""
+        c = classifier
         with self._lock:
             m = self._matrix
             if m is None or m.n == 0:
@@ -335,7 +356,24 @@ class Store:
             sims = m.similarities(query)
             order, bounds = m.grouping(len(self._labels))
             examples = Examples(tuple(self._labels), m.codes[: m.n], m.ids[: m.n], order, bounds)
-            return classify(query, sims, m.sums, examples, k=k, method=method, threshold=threshold)
+            return classify(query, sims, m.sums, examples, k=c.k, method=c.method,
+                            threshold=c.unknown_threshold)
+
+    def examples(self, label: str | None = None, limit: int = 100) -> list[ExampleRow]:
+        """The newest ``limit`` examples, of one class or of all, newest first."""
+        where, args = ("WHERE label = ?", (label,)) if label is not None else ("", ())
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT id, label, source, created FROM examples {where} ORDER BY id DESC LIMIT ?",
+                (*args, limit),
+            ).fetchall()
+        return [ExampleRow(*row) for row in rows]
+
+    def thumbnail(self, example_id: int) -> bytes | None:
+        """The example's JPEG thumbnail; None if there is no such example or it has none."""
+        with self._lock:
+            row = self._conn.execute("SELECT thumbnail FROM examples WHERE id = ?", (example_id,)).fetchone()
+        return row[0] if row else None
 
     def iter_examples(self) -> Iterator[tuple[int, str, bytes, bytes | None, str]]:
         """(id, label, embedding blob, thumbnail, source) for export and import."""
