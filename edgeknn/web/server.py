@@ -15,7 +15,7 @@ import threading
 import uvicorn
 
 from edgeknn.errors import WebError
-from edgeknn.web.app import Access, Parts, build_app
+from edgeknn.web.app import Parts, Rules, build_app
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 class WebServer:
     """Serves ``parts`` on ``host:port`` (port 0: any free port; see :attr:`port`)."""
 
-    def __init__(self, parts: Parts, rules: Access, *, host: str, port: int) -> None:
+    def __init__(self, parts: Parts, rules: Rules, *, host: str, port: int) -> None:
         self._stopping = threading.Event()
         self._app = build_app(parts, rules, self._stopping)
         self.host = host
