@@ -53,7 +53,8 @@ class WebServer:
         sock.setblocking(False)
         self._socket = sock
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self._app, log_level="warning", access_log=False, lifespan="off",
+        # log_config=None: uvicorn's messages go through the service's own logging set-up
+        config = uvicorn.Config(self._app, log_config=None, log_level="warning", access_log=False, lifespan="off",
                                 timeout_graceful_shutdown=1, proxy_headers=True,
                                 forwarded_allow_ips="127.0.0.1")
         self._server = uvicorn.Server(config)
