@@ -39,6 +39,8 @@ def _isolated_env(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("EDGEKNN_MODEL_MIRROR", str(MODELS))
     monkeypatch.setenv("EDGEKNN_MODELS_DIR", str(home / "models"))
     monkeypatch.delenv("EDGEKNN_STORE", raising=False)
+    # not the service's /etc/edgeknn/config.toml, should this machine have one
+    monkeypatch.setenv("EDGEKNN_CONFIG", str(home / "no-service-config.toml"))
 
 
 @pytest.fixture

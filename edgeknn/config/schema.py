@@ -2,6 +2,15 @@
 
 ``edgeknn/config.example.toml`` documents every key; tests check that it
 parses to exactly these defaults and names every field.
+
+A rule that belongs to the part using a value is imported from that part, not
+restated: classifier methods from :mod:`edgeknn.classify`, teach targets from
+:mod:`edgeknn.mqtt.commands`, the base topic and device id rules from
+:mod:`edgeknn.mqtt.topics`, camera sources from :mod:`edgeknn.cameras`,
+accelerators and Edge TPU devices from :mod:`edgeknn.vision.runtime`, labels
+from :mod:`edgeknn.labels`.  The parts that read the config take their frozen
+section and do not check it again, so ``edgeknn config check`` accepts exactly
+what the service starts with.
 """
 
 from __future__ import annotations
@@ -10,18 +19,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeknn.cameras import SOURCES as CAMERA_SOURCES
+from edgeknn.classify import METHODS
 from edgeknn.config import checks
 from edgeknn.config.validate import section, setting
 from edgeknn.images import RESIZE_POLICIES
+from edgeknn.mqtt.commands import TARGETS as TEACH_TARGETS
 from edgeknn.vision.runtime import ACCELERATORS
 
 At = Callable[[str], str]  # relative key -> full key path, for cross-key problems
 
-CAMERA_SOURCES = ("picamera2", "opencv", "replay", "synthetic")
-CLASSIFIER_METHODS = ("balanced", "knn", "ncm")
 PIN_FACTORIES = ("", "lgpio", "rpigpio", "pigpio", "native", "mock")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-TEACH_TARGETS = ("frame", "largest_object")
 PIN_RULE = {"check": checks.pin, "expect": checks.PIN_EXPECT}
 OPTIONAL_PIN_RULE = {"check": checks.optional_pin, "expect": checks.PIN_EXPECT + ' or ""'}
 
@@ -54,7 +63,7 @@ class EmbedderConfig:
 @dataclass(frozen=True)
 class ClassifierConfig:
     k: int = setting(3, "neighbours that vote", min=1, max=100)
-    method: str = setting("balanced", "voting method", choices=CLASSIFIER_METHODS)
+    method: str = setting("balanced", "voting method", choices=METHODS)
     unknown_threshold: float = setting(0.0, "cosine similarity below which a frame is unknown",
                                        min=-1.0, max=1.0)
     smoothing: int = setting(4, "majority over the last N predictions", min=1, max=100)
@@ -250,7 +259,7 @@ class Config:
     """The whole edgeknn config: ``Config.default()`` is what an empty file gives."""
 
     device_id: str = setting("", "MQTT topic level naming this device; empty = host name",
-                             check=checks.topic_level)
+                             check=checks.device_id)
     store: StoreConfig = section(StoreConfig)
     models: ModelsConfig = section(ModelsConfig)
     embedder: EmbedderConfig = section(EmbedderConfig)

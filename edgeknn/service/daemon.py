@@ -22,20 +22,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeknn.cameras import Backoff, Camera, RetryingCamera, make_camera
-from edgeknn.config import Config, load_config
+from edgeknn.config import Config, MqttConfig, load_config
 from edgeknn.errors import EdgeKnnError
-from edgeknn.mqtt import MqttSettings, NullPublisher, Publisher, QosSettings, TlsSettings
+from edgeknn.mqtt import NullPublisher, Publisher
 from edgeknn.mqtt.payloads import Announcer, DeviceState, Stats
 from edgeknn.mqtt.topics import Topics
 from edgeknn.results import Frame, Prediction
 from edgeknn.service import homeassistant
 from edgeknn.service.detection_stage import DetectionStage
-from edgeknn.service.engine import ClassifierSettings, Engine
-from edgeknn.service.pipeline import CaptureThread, FrameSlot, LoopSettings, Processed, Processor
+from edgeknn.service.engine import Engine
+from edgeknn.service.pipeline import CaptureThread, FrameSlot, Processed, Processor
 from edgeknn.service.systemd import Notifier
 from edgeknn.service.teacher import Teacher
 from edgeknn.store import Store
-from edgeknn.vision.engines import build_detector, build_embedder
+from edgeknn.vision.engines import detector_from_config, embedder_from_config
 from edgeknn.web import page_url
 
 if TYPE_CHECKING:  # imported when used, so that paho and gpiozero load only if enabled
@@ -51,23 +51,9 @@ def device_id(config: Config) -> str:
     return config.device_id or socket.gethostname().split(".")[0]
 
 
-def mqtt_settings(config: Config, device: str) -> MqttSettings:
-    m = config.mqtt
-    return MqttSettings(
-        enabled=m.enabled, host=m.host, port=m.port,
-        client_id=m.client_id or f"edgeknn-{device}",
-        username=m.username or None, password=m.password or None,
-        keepalive=m.keepalive, base_topic=m.base_topic, max_queued=m.max_queued,
-        reconnect_min=m.reconnect_min, reconnect_max=m.reconnect_max,
-        tls=TlsSettings(enabled=m.tls.enabled, ca=m.tls.ca or None, certfile=m.tls.certfile or None,
-                        keyfile=m.tls.keyfile or None, insecure=m.tls.insecure),
-        qos=QosSettings(**{k: getattr(m.qos, k) for k in QosSettings.__dataclass_fields__}),
-    )
-
-
-def classifier_settings(config: Config) -> ClassifierSettings:
-    c = config.classifier
-    return ClassifierSettings(k=c.k, method=c.method, threshold=c.unknown_threshold)
+def mqtt_config(config: Config, device: str) -> MqttConfig:
+    """The ``[mqtt]`` section with its client id filled in: ``edgeknn-<device>`` unless set."""
+    return replace(config.mqtt, client_id=config.mqtt.client_id or f"edgeknn-{device}")
 
 
 @dataclass
@@ -120,31 +106,19 @@ class Daemon:
     def start(self) -> None:
         cfg = self.config
         store = self.store = Store.open(cfg.store.path)
-        e = cfg.embedder
-        models_dir, mirror = cfg.models.dir, cfg.models.mirror or None
-        embedder = build_embedder(
-            e.model, edgetpu_model=e.edgetpu_model or None, embedding_tensor=e.embedding_tensor or None,
-            accelerator=e.accelerator, device=e.device, threads=e.threads, resize=e.resize,
-            models_dir=models_dir, mirror=mirror,
-        )
+        embedder = embedder_from_config(cfg.embedder, cfg.models)
         store.bind(embedder.info.fingerprint, embedder.info.dim)
         log.info("embedder %s on %s (%d-d); store %s with %d examples",
                  embedder.info.tensor, embedder.info.backend, embedder.info.dim, store.path, len(store))
         d = cfg.detector
         detector = None
         if d.enabled:
-            detector = build_detector(
-                d.model, labels=d.labels or None, edgetpu_model=d.edgetpu_model or None,
-                accelerator=d.accelerator, device=d.device, threads=d.threads,
-                models_dir=models_dir, mirror=mirror, threshold=d.threshold,
-                max_detections=d.max_detections, allow=frozenset(d.allow) or None, resize=d.resize,
-            )
+            detector = detector_from_config(d, cfg.models)
             log.info("detector %s on %s", detector.opened.path.name, detector.opened.backend)
-        self.engine = Engine(embedder, store, classifier_settings(cfg), detector)
+        self.engine = Engine(embedder, store, cfg.classifier, detector)
 
-        settings = mqtt_settings(cfg, self.device)
-        publisher = self._start_mqtt(settings)
-        self.announcer = Announcer(publisher, self.topics, settings.qos)
+        publisher = self._start_mqtt(mqtt_config(cfg, self.device))
+        self.announcer = Announcer(publisher, self.topics, cfg.mqtt.qos)
         if d.enabled:
             self.detection = DetectionStage(
                 self.engine, self.announcer, classify_objects=d.classify_objects,
@@ -175,8 +149,7 @@ class Daemon:
             self.web = self._web_site(store)
             hooks.append(self.web.live.on_frame)
         self.processor = Processor(
-            self.engine, smoothing=cfg.classifier.smoothing,
-            prediction_interval=cfg.pipeline.prediction_interval,
+            self.engine, classifier=cfg.classifier, pipeline=cfg.pipeline,
             announce=self._announce_prediction, after_frame=hooks,
         )
         self._processing = threading.Thread(target=self._process, name="processing", daemon=True)
@@ -190,7 +163,7 @@ class Daemon:
         """Where the embedder runs: "edgetpu" or "cpu"."""
         return self.engine.embedder.info.backend if self.engine else "cpu"
 
-    def _start_mqtt(self, settings: MqttSettings) -> Publisher:
+    def _start_mqtt(self, settings: MqttConfig) -> Publisher:
         if not settings.enabled:
             log.info("mqtt disabled: nothing is published")
             return NullPublisher()
@@ -248,23 +221,13 @@ class Daemon:
         g = self.config.gpio
         if not g.enabled:
             return
-        from edgeknn.gpio import ButtonPanel, ButtonSpec, ClearButtonSpec, PanelSettings, open_pin_factory
+        from edgeknn.gpio import ButtonPanel, open_pin_factory
 
-        def pin(value: int | str) -> int | str | None:
-            return None if value == "" else value
-
-        settings = PanelSettings(
-            buttons=tuple(ButtonSpec(b.pin, b.label, pin(b.led)) for b in g.buttons),
-            clear_button=ClearButtonSpec(g.clear_button.pin, g.clear_button.hold_time)
-            if g.clear_button.pin != "" else None,
-            status_led=pin(g.status_led), hold_time=g.hold_time, record_rate=g.record_rate,
-            bounce_time=g.bounce_time,
-        )
         factory = self._pin_factory
         if factory is None:
             factory = self._own_factory = open_pin_factory(g.pin_factory)
         assert self.teacher is not None
-        self.panel = ButtonPanel(settings, on_add=self.teacher.add_from_button,
+        self.panel = ButtonPanel(g, on_add=self.teacher.add_from_button,
                                  on_clear=self.teacher.clear_from_button, pin_factory=factory)
 
     # ----- running -------------------------------------------------------------
@@ -374,8 +337,8 @@ class Daemon:
             self.notifier.ready()
             return
         assert self.engine is not None and self.processor is not None
-        self.engine.classifier = classifier_settings(new)
-        self.processor.configure(LoopSettings(new.classifier.smoothing, new.pipeline.prediction_interval))
+        self.engine.classifier = new.classifier
+        self.processor.configure(new.classifier, new.pipeline)
         if self.log_level_given is None:
             logging.getLogger().setLevel(new.logging.level.upper())
         changed = [f.name for f in fields(new)

@@ -31,6 +31,7 @@ from typing import BinaryIO
 import numpy as np
 
 from edgeknn.classify import Examples, classify
+from edgeknn.config import ClassifierConfig
 from edgeknn.errors import (
     FingerprintMismatch,
     StoreCorrupt,
@@ -45,6 +46,9 @@ from edgeknn.store import classes, sqlite
 from edgeknn.store.matrix import DTYPE, Matrix
 
 THUMBNAIL_SIDE = 256  # px, longest side: enough to re-embed at 224
+DEFAULT_CLASSIFIER = ClassifierConfig()  # what an empty [classifier] config table gives
+
+
 @dataclass(frozen=True)
 class NewExample:
     label: str
@@ -332,9 +336,9 @@ class Store:
         with self._lock:
             return classes.ids(self._conn)
 
-    def predict(
-        self, embedding: np.ndarray, *, k: int = 3, method: str = "balanced", threshold: float = 0.0
-    ) -> Prediction:
+    def predict(self, embedding: np.ndarray, classifier: ClassifierConfig = DEFAULT_CLASSIFIER) -> Prediction:
+        """The class of ``embedding`` by the ``[classifier]`` config (its defaults if not given)."""
+        c = classifier
         with self._lock:
             m = self._matrix
             if m is None or m.n == 0:
@@ -343,7 +347,8 @@ class Store:
             sims = m.similarities(query)
             order, bounds = m.grouping(len(self._labels))
             examples = Examples(tuple(self._labels), m.codes[: m.n], m.ids[: m.n], order, bounds)
-            return classify(query, sims, m.sums, examples, k=k, method=method, threshold=threshold)
+            return classify(query, sims, m.sums, examples, k=c.k, method=c.method,
+                            threshold=c.unknown_threshold)
 
     def examples(self, label: str | None = None, limit: int = 100) -> list[ExampleRow]:
         """The newest ``limit`` examples, of one class or of all, newest first."""
