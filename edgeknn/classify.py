@@ -41,12 +41,6 @@ from edgeknn.head import Head
 from edgeknn.results import Neighbor, Prediction
 
 METHODS = ("logreg", "balanced", "knn", "ncm")
-DEFAULT_METHOD = "logreg"
-# The default unknown threshold: for logreg, the cosine to the winning class's
-# mean feature.  On the shared sets (5 shots) 95 % of held-out photos of taught
-# classes score above 0.30 and photos of never-taught unrelated sets a median
-# of 0.02 (tests/test_fewshot_accuracy.py checks it fires on a never-taught set).
-UNKNOWN_THRESHOLD = 0.25
 TEMPERATURE = 0.05
 NEIGHBORS_REPORTED = 5
 
@@ -183,16 +177,19 @@ def classify(
     class_sums: np.ndarray,
     examples: Examples,
     *,
-    k: int = 3,
-    method: str = DEFAULT_METHOD,
-    threshold: float = 0.0,
+    k: int,
+    method: str,
+    threshold: float,
     head: Head | None = None,
     features: FeatureTransform = RAW,
 ) -> Prediction:
     """Classify one query given its similarities to every stored example.
 
     ``class_sums[c]`` is the sum of class c's embeddings (kept up to date by
-    the store), from which the class means come.  ``head`` is the fitted
+    the store), from which the class means come.  ``k``, ``method`` and
+    ``threshold`` have no defaults here: they are the ``[classifier]``
+    config's ``k``, ``method`` and ``unknown_threshold``, whose defaults and
+    ranges are stated there.  ``head`` is the fitted
     few-shot head for ``logreg``, only if it was fitted on these very examples;
     without it ``logreg`` answers with the class means of the transformed
     features (``features``).  For ``logreg`` the similarity that decides

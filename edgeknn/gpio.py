@@ -38,23 +38,26 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import queue
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpiozero import LED, Button, GPIOZeroError
 
-from edgeknn.errors import ConfigError, LabelError
-from edgeknn.labels import validate_label
+from edgeknn.errors import ConfigError, GpioError
+
+if TYPE_CHECKING:
+    from edgeknn.config import GpioConfig
 
 log = logging.getLogger(__name__)
 
 PinSpec = int | str
-"""A BCM pin number, or a gpiozero pin name such as ``"GPIO17"`` or ``"BOARD11"``."""
+"""A BCM pin number, or a gpiozero pin name such as ``"GPIO17"`` or ``"BOARD11"``; "" is none."""
 
 
 @dataclass(frozen=True)
@@ -74,81 +77,6 @@ ERROR_BLINK = Blink(0.05, 0.45)
 ERROR_SHOW_SECONDS = 3.0
 
 
-@dataclass(frozen=True)
-class ButtonSpec:
-    """A class button: a press teaches ``label``; ``led``, if set, lights when it is predicted."""
-
-    pin: PinSpec
-    label: str
-    led: PinSpec | None = None
-
-
-@dataclass(frozen=True)
-class ClearButtonSpec:
-    """The button that clears every example when held for ``hold_time`` seconds."""
-
-    pin: PinSpec
-    hold_time: float = 3.0
-
-
-@dataclass(frozen=True)
-class PanelSettings:
-    """What is wired where: the ``[gpio]`` config table, with "no pin" as None.
-
-    Validation here is of shapes and ranges only; whether a pin exists on this
-    board is known only to the pin factory, and :class:`ButtonPanel` reports
-    that, with the same key paths, when it opens the pins.
-    """
-
-    buttons: tuple[ButtonSpec, ...] = ()
-    clear_button: ClearButtonSpec | None = None
-    status_led: PinSpec | None = None
-    hold_time: float = 1.0
-    record_rate: float = 5.0
-    bounce_time: float | None = 0.05
-
-    def __post_init__(self) -> None:
-        _check_positive("gpio.hold_time", self.hold_time)
-        _check_positive("gpio.record_rate", self.record_rate)
-        if self.bounce_time is not None and not (_is_number(self.bounce_time) and self.bounce_time >= 0):
-            raise ConfigError(f"gpio.bounce_time: expected seconds >= 0, got {self.bounce_time!r}")
-        seen: dict[str, int] = {}
-        for i, spec in enumerate(self.buttons):
-            key = f"gpio.buttons[{i}]"
-            _check_pin(f"{key}.pin", spec.pin)
-            if spec.led is not None:
-                _check_pin(f"{key}.led", spec.led)
-            try:
-                validate_label(spec.label)
-            except LabelError as exc:
-                raise ConfigError(f"{key}.label: {exc}") from exc
-            if spec.label in seen:
-                first = f"gpio.buttons[{seen[spec.label]}]"
-                raise ConfigError(
-                    f"{key}.label: {spec.label!r} is already taught by {first}; give each button its own class"
-                )
-            seen[spec.label] = i
-        if self.clear_button is not None:
-            _check_pin("gpio.clear_button.pin", self.clear_button.pin)
-            _check_positive("gpio.clear_button.hold_time", self.clear_button.hold_time)
-        if self.status_led is not None:
-            _check_pin("gpio.status_led", self.status_led)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _check_positive(key: str, value: object) -> None:
-    if not (_is_number(value) and value > 0):  # type: ignore[operator]
-        raise ConfigError(f"{key}: expected a number > 0, got {value!r}")
-
-
-def _check_pin(key: str, pin: object) -> None:
-    if isinstance(pin, bool) or not ((isinstance(pin, int) and pin >= 0) or (isinstance(pin, str) and pin.strip())):
-        raise ConfigError(f"{key}: expected a BCM pin number like 17 or a name like 'GPIO17' or 'BOARD11', got {pin!r}")
-
-
 # gpiozero's own preference order, without "native": it pokes /dev/gpiomem
 # registers, does not know the Pi 5, and gpiozero warns when it falls back to
 # it.  Anyone who wants it can name it.
@@ -162,7 +90,8 @@ def open_pin_factory(name: str = "") -> Any:
     (lgpio on current Raspberry Pi OS); ``"mock"`` gives gpiozero's
     ``MockFactory``, pins that exist only in memory.  The caller owns the
     factory and closes it (``factory.close()``) after the devices on it.
-    Raises ConfigError naming ``gpio.pin_factory`` and why each candidate failed.
+    Raises ConfigError for a name that is no pin factory, and GpioError naming
+    why each candidate failed when none works here.
     """
     available = {ep.name: ep for ep in entry_points(group="gpiozero_pin_factories")}
     candidates = DEFAULT_PIN_FACTORIES if name == "" else (name.lower(),)
@@ -183,15 +112,44 @@ def open_pin_factory(name: str = "") -> Any:
         # Each backend fails its own way: ImportError, OSError, lgpio.error,
         # RuntimeError from RPi.GPIO off a Pi; all mean "not this one".
         except Exception as exc:
-            failures.append(f"{candidate}: {exc}")
-    raise ConfigError(
-        f"gpio.pin_factory: no GPIO library works here ({'; '.join(failures)}); on a Raspberry "
-        "Pi install lgpio (pip install 'edgeknn[pi]'), or set gpio.enabled = false"
-    )
+            failures.append(f"{candidate}: {why_factory_failed(exc)}")
+    chips = "" if any(p.startswith("gpiochip") for p in _dev_entries()) else "no GPIO chip (/dev/gpiochip*) here; "
+    fix = ("install lgpio (pip install 'edgeknn[gpio]', or apt install python3-lgpio on Raspberry Pi OS)"
+           if all(f.endswith(": not installed") for f in failures) else "or set gpio.enabled = false")
+    raise GpioError(f"no GPIO library works here: {chips}{'; '.join(failures)}; {fix}")
+
+
+def _dev_entries() -> list[str]:
+    try:
+        return os.listdir("/dev")
+    except OSError:
+        return []
+
+
+def why_factory_failed(exc: BaseException) -> str:
+    """A pin factory's failure in words, lgpio's notification pipe translated.
+
+    lgpio, when imported, makes a FIFO named ``.lgd-nfy<handle>`` in ``$LG_WD``
+    (else the working directory, where it then changes to) and opens it by
+    that relative name (lgpio_extra.py, ``_callback_thread``); where it cannot
+    create the FIFO the handle is an error code, and the import fails with
+    ``FileNotFoundError: '.lgd-nfy-3'``.
+    """
+    if isinstance(exc, FileNotFoundError) and ".lgd-nfy" in str(exc):
+        where = os.environ.get("LG_WD") or os.getcwd()
+        return (f"lgpio cannot make its notification pipe in {where} (not writable by this user); "
+                "set LG_WD to a writable directory (systemd/edgeknn.service sets LG_WD=/run/edgeknn)")
+    return str(exc) or type(exc).__name__
 
 
 class ButtonPanel:
     """Class buttons, a clear button and LEDs over gpiozero (see the module docstring).
+
+    ``config`` is the validated ``[gpio]`` section, used as it is: its rules
+    (pin names, one use per pin, one button per class, times) live in the
+    config schema, and a pin given as "" is not wired.  Whether a pin exists
+    on this board only the pin factory knows; that is reported, with the
+    pin's key path, when the panel opens it.
 
     ``on_add(label)`` and ``on_clear()`` are called on the panel's worker
     thread; an exception from either is logged and shown on the status LED,
@@ -203,13 +161,13 @@ class ButtonPanel:
 
     def __init__(
         self,
-        settings: PanelSettings,
+        config: GpioConfig,
         *,
         on_add: Callable[[str], object],
         on_clear: Callable[[], object],
         pin_factory: Any = None,
     ) -> None:
-        self._settings = settings
+        self._config = config
         self._on_add = on_add
         self._on_clear = on_clear
         self._owns_factory = pin_factory is None
@@ -326,26 +284,27 @@ class ButtonPanel:
             pin,
             pull_up=True,
             # gpiozero takes None, not 0, for "no debounce".
-            bounce_time=self._settings.bounce_time or None,
+            bounce_time=self._config.bounce_time or None,
             hold_time=hold_time,
         )
         self._buttons.append(button)
         return button
 
     def _open_devices(self) -> None:
-        s = self._settings
-        if s.status_led is not None:
-            self._status_led = self._open("gpio.status_led", LED, s.status_led)
-        for i, spec in enumerate(s.buttons):
-            button = self._open_button(f"gpio.buttons[{i}].pin", spec.pin, s.hold_time)
+        c = self._config
+        if c.status_led != "":
+            self._status_led = self._open("gpio.status_led", LED, c.status_led)
+        for i, spec in enumerate(c.buttons):
+            button = self._open_button(f"gpio.buttons[{i}].pin", spec.pin, c.hold_time)
             button.when_pressed = functools.partial(self._class_pressed, spec.label)
             button.when_held = functools.partial(self._class_held, spec.label, button)
             button.when_released = functools.partial(self._class_released, spec.label)
-            if spec.led is not None:
+            if spec.led != "":
                 self._class_leds[spec.label] = self._open(f"gpio.buttons[{i}].led", LED, spec.led)
-        if s.clear_button is not None:
-            self._clear_hold_time = s.clear_button.hold_time
-            button = self._open_button("gpio.clear_button.pin", s.clear_button.pin, s.clear_button.hold_time)
+        clear = c.clear_button
+        if clear.pin != "":
+            self._clear_hold_time = clear.hold_time
+            button = self._open_button("gpio.clear_button.pin", clear.pin, clear.hold_time)
             button.when_pressed = self._clear_pressed
             button.when_held = self._clear_held
             button.when_released = self._clear_released
@@ -411,7 +370,7 @@ class ButtonPanel:
     # -- the worker ----------------------------------------------------------
 
     def _run(self) -> None:
-        period = 1.0 / self._settings.record_rate
+        period = 1.0 / self._config.record_rate
         recording: str | None = None
         next_example = 0.0
         shown: object = None  # nothing shown yet: the first pass lights the LED

@@ -1,4 +1,5 @@
-"""`edgeknn eval`: few-shot accuracy on the shared datasets, beside the two baselines."""
+"""`edgeknn eval`: every method side by side on the same split (the accuracy goal is in
+test_fewshot_accuracy.py)."""
 
 import json
 
@@ -11,6 +12,7 @@ from edgeknn.errors import DatasetError
 from edgeknn.tools.evaluation import split
 
 
+@pytest.mark.slow  # embeds the whole dataset (240 images, and mirrored)
 def test_every_method_is_reported_side_by_side_for_each_shot_count(capsys):
     assert main(["eval", str(DATASETS / "hymenoptera"), "--shots", "3", "5", "--seeds", "2",
                  "--json", "--accelerator", "cpu"]) == 0
@@ -26,6 +28,7 @@ def test_every_method_is_reported_side_by_side_for_each_shot_count(capsys):
     assert counts == {2 * (240 - 2 * 5)}
 
 
+@pytest.mark.slow  # embeds the whole dataset (240 images)
 def test_the_report_prints_the_table_gains_per_class_and_confusion(capsys):
     assert main(["eval", str(DATASETS / "hymenoptera"), "--shots", "3", "--seeds", "2",
                  "--no-mirror", "--accelerator", "cpu"]) == 0

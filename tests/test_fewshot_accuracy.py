@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 from conftest import DATASETS
 
-from edgeknn.classify import UNKNOWN_THRESHOLD, Examples, classify
+from edgeknn.classify import Examples, classify
+from edgeknn.config import ClassifierConfig
 from edgeknn.dataset import load_dataset
 from edgeknn.head import fit_head
 from edgeknn.images import load_image
@@ -26,6 +27,7 @@ from edgeknn.tools.evaluation import evaluate
 from edgeknn.vision.engines import build_embedder
 
 SETS = ("flower_photos", "sign_language_digits", "hymenoptera")
+THRESHOLD = ClassifierConfig().unknown_threshold  # the default, 0.25
 SHOTS = (3, 5, 7)
 
 
@@ -56,7 +58,7 @@ def gains(embedded, embedder, seeds, method):
     cells = {}
     for name, (labels, vectors, mirrored, codes) in embedded.items():
         for shots in SHOTS:
-            results = {r.name: r for r in evaluate(vectors, codes, labels, shots=shots, seeds=seeds,
+            results = {r.name: r for r in evaluate(vectors, codes, labels, shots=shots, seeds=seeds, k=3,
                                                    features=embedder.info.features, mirrored=mirrored)}
             cells[name, shots] = (results[method].mean - results["class-mean"].mean) * 100
     print(method, f"seeds {seeds[0]}..{seeds[-1]}:", {k: round(v, 1) for k, v in cells.items()},
@@ -100,8 +102,8 @@ def test_unknown_fires_on_a_set_never_taught_and_rarely_on_taught_classes(embedd
     head = fit_head(matrix, [label for label, _ in taught], embedder.info.features, version=0)
 
     def unknown_share(queries):
-        preds = [classify(q, matrix @ q, sums, examples, head=head, features=embedder.info.features,
-                          threshold=UNKNOWN_THRESHOLD) for q in queries]
+        preds = [classify(q, matrix @ q, sums, examples, k=3, method="logreg", head=head,
+                          features=embedder.info.features, threshold=THRESHOLD) for q in queries]
         return np.mean([p.unknown for p in preds])
 
     assert unknown_share(never) >= 0.8

@@ -9,14 +9,16 @@ import pytest
 
 from edgeknn import logreg
 from edgeknn.classify import Examples, classify
+from edgeknn.config import ClassifierConfig
 from edgeknn.errors import ModelError
 from edgeknn.features import FeatureTransform, decode_mean, encode_mean, generic_mean
 from edgeknn.head import fit_head, views_in_effect
 from edgeknn.images import load_image
 from edgeknn.results import Frame
+from edgeknn.service.engine import Engine
 from edgeknn.service.pipeline import FrameSlot
 from edgeknn.service.refit import Refitter, even_sample, wait_for_head
-from edgeknn.service.teacher import ClassifierSettings, Engine, Teacher
+from edgeknn.service.teacher import Teacher
 from edgeknn.store import NewExample, Store
 from edgeknn.vision.engines import build_embedder
 from edgeknn.vision.models import parse_manifest
@@ -100,9 +102,9 @@ def test_without_a_fresh_head_logreg_answers_with_the_transformed_class_means():
     np.add.at(sums, codes, x)
     examples = Examples(("c0", "c1", "c2"), codes, np.arange(15, dtype=np.int64))
     query = x[7]
-    pred = classify(query, x @ query, sums, examples, method="logreg")
+    pred = classify(query, x @ query, sums, examples, k=3, method="logreg", threshold=0.0)
     head = fit_head(x, labels, FeatureTransform(), version=0)
-    fitted = classify(query, x @ query, sums, examples, method="logreg", head=head)
+    fitted = classify(query, x @ query, sums, examples, k=3, method="logreg", threshold=0.0, head=head)
     assert pred.label == fitted.label == "c1"
     assert pred.scores != fitted.scores
 
@@ -141,7 +143,7 @@ def test_a_button_press_on_a_10x10_store_changes_the_next_scores_and_the_refit_f
     refitter = Refitter(store, embedder.info.features, debounce=0.05)
     refitter.start()
     try:
-        engine = Engine(embedder, store, ClassifierSettings(method="logreg"), refitter)
+        engine = Engine(embedder, store, ClassifierConfig(method="logreg"), refitter=refitter)
         assert wait_for_head(refitter, store.version, timeout=30) is not None
         query = load_image(sorted(folders[3].iterdir())[40])
         _, before = engine.embed_and_predict(query)

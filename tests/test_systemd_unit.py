@@ -70,3 +70,18 @@ def test_unit_keeps_the_store_and_models_in_its_state_directory():
     environment = dict(assignment.split("=", 1) for line in service["Environment"] for assignment in line.split())
     assert environment["EDGEKNN_STORE"].startswith("/var/lib/edgeknn/")
     assert environment["EDGEKNN_MODELS_DIR"].startswith("/var/lib/edgeknn/")
+
+
+def test_unit_names_no_supplementary_group_that_may_not_exist():
+    # A group missing from /etc/group fails the start with status=216/GROUP
+    # (no gpio group on plain Debian); User= already brings the user's groups.
+    assert "SupplementaryGroups" not in service_section()
+
+
+def test_lgpio_gets_a_writable_directory_for_its_notification_pipe():
+    # lgpio makes .lgd-nfy* in $LG_WD (else the working directory) when imported;
+    # / is read-only under ProtectSystem=strict.
+    service = service_section()
+    assert service["WorkingDirectory"] == ["/var/lib/edgeknn"]
+    assert service["RuntimeDirectory"] == ["edgeknn"]
+    assert "LG_WD=/run/edgeknn" in " ".join(service["Environment"]).split()

@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from edgeknn import paths
-from edgeknn.classify import DEFAULT_METHOD
+from edgeknn.cli.flags import MODELS_DIR, add_flags, load_config
+from edgeknn.config import ClassifierConfig
 from edgeknn.errors import InterpreterMissing, ModelError
 from edgeknn.head import VIEW_COST, views_in_effect
 from edgeknn.vision import edgetpu_info, models, runtime
@@ -58,7 +58,7 @@ class Report:
     models_dir: str
     models: tuple[ModelCheck, ...]
     findings: tuple[Finding, ...] = field(default=())
-    classifier: dict[str, str] = field(default_factory=dict)  # the defaults in effect here
+    classifier: dict[str, str] = field(default_factory=dict)  # what the config puts in effect here
 
     @property
     def is_usable(self) -> bool:
@@ -83,6 +83,7 @@ def collect(
     probe: Callable[[], DelegateProbe] = edgetpu_info.probe_delegate,
     package: Callable[[], tuple[str, str] | None] = edgetpu_info.libedgetpu_package,
     manifest: dict[str, models.ModelInfo] | None = None,
+    classifier: ClassifierConfig | None = None,
 ) -> Report:
     """Look at everything, in the order a user would debug it; judge at the end."""
     findings: list[Finding] = []
@@ -121,16 +122,18 @@ def collect(
                                     "yet; it is downloaded on first use, or now with: "
                                     "edgeknn models fetch"))
     return Report(interpreter, devices, libedgetpu, delegate, pairing, str(models_dir),
-                  tuple(checks), tuple(findings), _classifier(manifest, delegate.is_loaded))
+                  tuple(checks), tuple(findings),
+                  _classifier(manifest, classifier or ClassifierConfig(), delegate.is_loaded))
 
 
-def _classifier(manifest: dict[str, models.ModelInfo], on_edgetpu: bool) -> dict[str, str]:
-    """The default classifier, the default embedder's feature transform and the views
-    that classifier.views = "auto" puts in effect on this machine, with their cost."""
+def _classifier(manifest: dict[str, models.ModelInfo], config: ClassifierConfig,
+                on_edgetpu: bool) -> dict[str, str]:
+    """The configured classifier, the default embedder's feature transform and the views
+    in effect on this machine, with their cost."""
     embedder = next((i for i in manifest.values() if i.kind == "embedder" and i.default), None)
-    views = views_in_effect("auto", "edgetpu" if on_edgetpu else "cpu")
-    return {"method": DEFAULT_METHOD, "features": embedder.features.id if embedder else "pow1",
-            "views": views, "views_cost": VIEW_COST[views]}
+    views = views_in_effect(config.views, "edgetpu" if on_edgetpu else "cpu")
+    return {"method": config.method, "features": embedder.features.id if embedder else "pow1",
+            "views_setting": config.views, "views": views, "views_cost": VIEW_COST[views]}
 
 
 def _judge_edgetpu(
@@ -190,8 +193,8 @@ def render(report: Report) -> str:
         lines.append(f"    {check.name:<{width}}  {check.status}")
     c = report.classifier
     if c:
-        lines.append(f"  classifier   {c['method']}, features {c['features']}; views = auto means "
-                     f"{c['views']} here ({c['views_cost']})")
+        lines.append(f"  classifier   {c['method']}, features {c['features']}; views = {c['views_setting']} "
+                     f"means {c['views']} here ({c['views_cost']})")
     for finding in report.findings:
         lines.append(f"{finding.level.upper()}: {finding.message}")
     verdict = (f"usable on the {'Edge TPU' if report.backend == 'edgetpu' else 'CPU'}"
@@ -201,8 +204,9 @@ def render(report: Report) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    models_dir = Path(args.models_dir) if args.models_dir else paths.default_models_dir()
-    report = collect(models_dir, sys_root=Path(args.sys_root), dev_root=Path(args.dev_root))
+    config = load_config(args)
+    report = collect(config.models.dir, sys_root=Path(args.sys_root), dev_root=Path(args.dev_root),
+                     classifier=config.classifier)
     if args.json:
         json.dump(report.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -221,8 +225,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument("--models-dir", metavar="DIR",
-                        help="models directory (default: $EDGEKNN_MODELS_DIR or the data dir)")
+    add_flags(parser, MODELS_DIR)
     # Roots of the device trees: for tests and containers with /sys or /dev mounted elsewhere.
     parser.add_argument("--sys-root", default="/sys", help=argparse.SUPPRESS)
     parser.add_argument("--dev-root", default="/dev", help=argparse.SUPPRESS)

@@ -5,16 +5,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgeknn.cli.common import Progress, add_embedder_args, embedder_from_args
+from edgeknn.cli.common import Progress, add_embedder_args, open_embedder
+from edgeknn.cli.flags import Flag, add_flags, load_config
 from edgeknn.dataset import load_dataset
 from edgeknn.errors import EdgeKnnError, ImageError
 from edgeknn.images import load_image
-from edgeknn.tools.evaluation import BASELINE, MethodResult, evaluate
 from edgeknn.vision.embedder import Embedder
+
+if TYPE_CHECKING:  # the tools load only when eval runs, never for `edgeknn run`
+    from edgeknn.tools.evaluation import MethodResult
 
 EPILOG = """examples:
   edgeknn eval datasets/flower_photos --shots 3 5 7 --seeds 10
@@ -41,33 +46,37 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="taught examples per class; several run side by side (default 5)")
     p.add_argument("--seed", type=int, default=0, help="first random seed (default 0)")
     p.add_argument("--seeds", type=int, default=5, help="how many seeds to repeat over (default 5)")
-    p.add_argument("--k", type=int, default=3, help="k for the balanced method (default 3)")
     p.add_argument("--no-mirror", action="store_true",
                    help="skip the mirrored embeddings (halves the time; no logreg+mirror row)")
     p.add_argument("--embedder", nargs="+", default=None, metavar="MODEL",
                    help="compare these embedders (manifest names or .tflite paths); default --model")
     p.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    add_flags(p, [Flag("--k", "classifier.k")])
     add_embedder_args(p)
     p.set_defaults(func=run_eval)
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    if min(args.shots) < 1 or args.seeds < 1 or args.k < 1:
-        raise EdgeKnnError("--shots, --seeds and --k must be at least 1")
+    from edgeknn.tools.evaluation import evaluate
+
+    if min(args.shots) < 1 or args.seeds < 1:
+        raise EdgeKnnError("--shots and --seeds must be at least 1")
+    config = load_config(args)
+    k = config.classifier.k
     classes = load_dataset(args.dataset)
     labels = tuple(classes)
     seeds = list(range(args.seed, args.seed + args.seeds))
-    report: dict = {"dataset": str(args.dataset), "k": args.k, "seeds": seeds,
+    report: dict = {"dataset": str(args.dataset), "k": k, "seeds": seeds,
                     "classes": list(labels), "embedders": {}}
-    for model in args.embedder or [args.model]:
-        embedder = embedder_from_args(argparse.Namespace(**{**vars(args), "model": model}))
+    for model in args.embedder or [config.embedder.model]:
+        embedder = open_embedder(replace(config, embedder=replace(config.embedder, model=model)))
         vectors, mirrored, codes = embed_dataset(embedder, classes, mirror=not args.no_mirror)
         by_shots = {
-            shots: evaluate(vectors, codes, labels, shots=shots, seeds=seeds, k=args.k,
+            shots: evaluate(vectors, codes, labels, shots=shots, seeds=seeds, k=k,
                             features=embedder.info.features, mirrored=mirrored)
             for shots in args.shots
         }
-        name = model or "default"
+        name = model
         report["embedders"][name] = as_json(embedder, len(codes), labels, by_shots)
         if not args.json:
             print_report(args, name, embedder, labels, seeds, len(codes), by_shots)
@@ -132,6 +141,8 @@ def print_report(args: argparse.Namespace, name: str, embedder: Embedder, labels
                         for s in shots)
         print(f"{method:<14}{cells}")
     print()
+    from edgeknn.tools.evaluation import BASELINE
+
     print(f"gain over {BASELINE} (points, mean over seeds; in how many seeds it is ahead):")
     for method in names:
         if method == BASELINE:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeknn.cli.common import Progress, add_embedder_args, embedder_from_args
+from edgeknn.cli.common import Progress, add_embedder_args, open_embedder
+from edgeknn.cli.flags import load_config
 from edgeknn.errors import DatasetError, ImageError
 from edgeknn.features import FeatureTransform, encode_mean, generic_mean
 from edgeknn.images import list_images, load_image
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     if not 0 < args.power <= 1:
         raise DatasetError(f"--power {args.power} must lie in (0, 1]")
     files = [path for folder in args.folders for path in _images(folder)]
-    embedder = embedder_from_args(args)
+    embedder = open_embedder(load_config(args))
     progress = Progress("embed", len(files))
     vectors = []
     for done, path in enumerate(files, 1):

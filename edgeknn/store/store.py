@@ -26,11 +26,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import numpy as np
 
-from edgeknn.classify import DEFAULT_METHOD, Examples, classify
+from edgeknn.classify import Examples, classify
+from edgeknn.config import ClassifierConfig
 from edgeknn.errors import (
     FingerprintMismatch,
     StoreCorrupt,
@@ -43,10 +44,14 @@ from edgeknn.head import Head
 from edgeknn.images import encode_jpeg
 from edgeknn.labels import validate_label
 from edgeknn.results import Prediction
-from edgeknn.store import sqlite, views
+from edgeknn.store import classes, space, sqlite, views
 from edgeknn.store.matrix import DTYPE, Matrix
 
+T = TypeVar("T")
 THUMBNAIL_SIDE = 256  # px, longest side: enough to re-embed at 224
+DEFAULT_CLASSIFIER = ClassifierConfig()  # what an empty [classifier] config table gives
+
+
 @dataclass(frozen=True)
 class NewExample:
     label: str
@@ -54,6 +59,16 @@ class NewExample:
     thumbnail: bytes | None = None
     source: str = ""
     mirror: np.ndarray | None = None  # the mirrored frame's embedding (see views.py)
+
+
+@dataclass(frozen=True)
+class ExampleRow:
+    """One stored example as a listing shows it (the thumbnail is fetched on its own)."""
+
+    id: int
+    label: str
+    source: str
+    created: float  # Unix time
 
 
 @dataclass(frozen=True)
@@ -77,6 +92,9 @@ class Store:
         self.readonly = readonly
         self._conn = conn
         self._writer_lock = writer_lock
+        self._reserve = None if readonly else space.Reserve(path)
+        if self._reserve is not None:
+            self._reserve.ensure()
         self._lock = threading.RLock()
         self.fingerprint: str | None = self._meta("fingerprint")
         dim = self._meta("dim")
@@ -86,6 +104,8 @@ class Store:
         self._matrix: Matrix | None = None
         # Counts every change, so a fitted head knows whether it still describes the store.
         self.version = 0
+        if not readonly:
+            classes.migrate(conn)  # stores made before class ids get them now
         self._load()
 
     # ----- opening ---------------------------------------------------------
@@ -166,7 +186,7 @@ class Store:
             if self.fingerprint is None and self.readonly:
                 return  # an unbound store is empty; nothing to check, nothing to write
             if self.fingerprint is None:
-                with sqlite.transaction(self._conn):
+                with sqlite.transaction(self._conn, self.path):
                     self._conn.executemany(
                         "INSERT OR REPLACE INTO meta VALUES (?, ?)",
                         [("fingerprint", fingerprint), ("dim", str(dim))],
@@ -203,7 +223,7 @@ class Store:
                 updates.append((_blob(embed(thumb), dim), example_id))
                 if progress:
                     progress(done, len(rows))
-            with sqlite.transaction(self._conn):
+            with sqlite.transaction(self._conn, self.path):
                 self._conn.executemany("UPDATE examples SET embedding = ? WHERE id = ?", updates)
                 # Views came from the old embedder: never mix them with the new one.
                 self._conn.execute("DELETE FROM views")
@@ -234,8 +254,9 @@ class Store:
             rows = [(validate_label(e.label), _blob(e.embedding, self.dim), e.thumbnail, e.source) for e in items]
             mirrors = [None if e.mirror is None else _blob(e.mirror, self.dim) for e in items]
             now = time.time()
-            ids: list[int] = []
-            with sqlite.transaction(self._conn):
+
+            def insert() -> list[int]:
+                ids: list[int] = []
                 if replace:
                     self._conn.execute("DELETE FROM examples")
                 for label, blob, thumb, source in rows:
@@ -249,6 +270,8 @@ class Store:
                 for example_id, mirror in zip(ids, mirrors, strict=True):
                     if mirror is not None:
                         views.insert(self._conn, example_id, views.MIRROR, mirror)
+                return ids
+            ids = self._write(insert)
             if replace:
                 self._matrix = Matrix(self.dim)
                 self._labels, self._code_of = [], {}
@@ -264,8 +287,8 @@ class Store:
             row = self._conn.execute("SELECT label FROM examples WHERE id = ?", (example_id,)).fetchone()
             if row is None:
                 raise UnknownExample(f"no example with id {example_id} in store {self.path}")
-            with sqlite.transaction(self._conn):
-                self._conn.execute("DELETE FROM examples WHERE id = ?", (example_id,))
+            self._write(lambda: self._conn.execute("DELETE FROM examples WHERE id = ?", (example_id,)),
+                        frees_space=True)
             if self._matrix is not None:
                 self._matrix.remove(example_id)
             return row[0]
@@ -278,8 +301,8 @@ class Store:
             count = self.counts().get(label, 0)
             if not count:
                 raise UnknownLabel(f"no class {label!r} in store {self.path} ({self._known()})")
-            with sqlite.transaction(self._conn):
-                self._conn.execute("DELETE FROM examples WHERE label = ?", (label,))
+            self._write(lambda: self._conn.execute("DELETE FROM examples WHERE label = ?", (label,)),
+                        frees_space=True)
             assert self._matrix is not None
             m = self._matrix
             m.keep(m.codes[: m.n] != self._code_of[label])
@@ -291,8 +314,7 @@ class Store:
             self._check_writable()
             self.version += 1
             count = len(self)
-            with sqlite.transaction(self._conn):
-                self._conn.execute("DELETE FROM examples")
+            self._write(lambda: self._conn.execute("DELETE FROM examples"), frees_space=True)
             if self._matrix is not None:
                 self._matrix.keep(np.zeros(self._matrix.n, dtype=bool))
             self._labels, self._code_of = [], {}
@@ -307,11 +329,14 @@ class Store:
             count = self.counts().get(old, 0)
             if not count:
                 raise UnknownLabel(f"no class {old!r} in store {self.path} ({self._known()})")
-            with sqlite.transaction(self._conn):
-                self._conn.execute("UPDATE examples SET label = ? WHERE label = ?", (new, old))
+            self._write(lambda: self._conn.execute("UPDATE examples SET label = ? WHERE label = ?", (new, old)))
             assert self._matrix is not None
             self._matrix.relabel(self._code_of[old], self._code(new))
             return count
+
+    def _write(self, work: Callable[[], T], *, frees_space: bool = False) -> T:
+        """``work`` in one transaction; a full disk is StoreFull (see space.py)."""
+        return space.write(self._conn, self.path, self._reserve, work, frees_space=frees_space)
 
     def _check_writable(self) -> None:
         if self.readonly:
@@ -334,11 +359,16 @@ class Store:
             counts = np.bincount(m.codes[: m.n], minlength=len(self._labels))
             return {self._labels[c]: int(n) for c, n in enumerate(counts) if n}
 
-    def predict(
-        self, embedding: np.ndarray, *, k: int = 3, method: str = DEFAULT_METHOD, threshold: float = 0.0,
-        head: Head | None = None, features: FeatureTransform = RAW,
-    ) -> Prediction:
-        """Classify one raw embedding; ``head`` is used only if fitted on this very version."""
+    def class_ids(self) -> dict[str, int]:
+        """``{label: stable id}``: an id survives renames and is never reused (see classes.py)."""
+        with self._lock:
+            return classes.ids(self._conn)
+
+    def predict(self, embedding: np.ndarray, classifier: ClassifierConfig = DEFAULT_CLASSIFIER,
+                *, head: Head | None = None, features: FeatureTransform = RAW) -> Prediction:
+        """The class of ``embedding`` by the ``[classifier]`` config (its defaults if not given);
+        ``head`` (logreg) is used only if it was fitted on this very version of the store."""
+        c = classifier
         with self._lock:
             m = self._matrix
             if m is None or m.n == 0:
@@ -348,8 +378,8 @@ class Store:
             order, bounds = m.grouping(len(self._labels))
             examples = Examples(tuple(self._labels), m.codes[: m.n], m.ids[: m.n], order, bounds)
             fresh = head if head is not None and head.version == self.version else None
-            return classify(query, sims, m.sums, examples, k=k, method=method, threshold=threshold, head=fresh,
-                            features=features)
+            return classify(query, sims, m.sums, examples, k=c.k, method=c.method,
+                            threshold=c.unknown_threshold, head=fresh, features=features)
 
     def snapshot(self) -> tuple[np.ndarray, list[str], int]:
         """Every raw embedding and view (float16, N x D), its label and the store version, for a refit."""
@@ -367,6 +397,22 @@ class Store:
         """How many extra views (mirrored copies) the store keeps for the few-shot head."""
         with self._lock:
             return views.count(self._conn)
+
+    def examples(self, label: str | None = None, limit: int = 100) -> list[ExampleRow]:
+        """The newest ``limit`` examples, of one class or of all, newest first."""
+        where, args = ("WHERE label = ?", (label,)) if label is not None else ("", ())
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT id, label, source, created FROM examples {where} ORDER BY id DESC LIMIT ?",
+                (*args, limit),
+            ).fetchall()
+        return [ExampleRow(*row) for row in rows]
+
+    def thumbnail(self, example_id: int) -> bytes | None:
+        """The example's JPEG thumbnail; None if there is no such example or it has none."""
+        with self._lock:
+            row = self._conn.execute("SELECT thumbnail FROM examples WHERE id = ?", (example_id,)).fetchone()
+        return row[0] if row else None
 
     def iter_examples(self) -> Iterator[tuple[int, str, bytes, bytes | None, str]]:
         """(id, label, embedding blob, thumbnail, source) for export and import."""

@@ -16,11 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeknn.config import ClassifierConfig
 from edgeknn.features import FeatureTransform
 from edgeknn.service.refit import MAX_ROWS, Refitter
 from edgeknn.store import NewExample, Store
 from edgeknn.vision.models import default_model
 
+BALANCED = ClassifierConfig(method="balanced")  # the first table; logreg has its own
+LOGREG = ClassifierConfig(method="logreg")
 THUMBNAIL_BYTES = 12_000  # a 256 px JPEG at quality 85 is about this size
 CLASSES = 10
 QUERIES = 200
@@ -60,11 +63,11 @@ def bench_size(n: int, dim: int, workdir: Path, rng: np.random.Generator) -> dic
     bulk_seconds = time.perf_counter() - started
     added_mb = (rss_bytes() - before) / 1e6
     queries = unit_vectors(rng, QUERIES, dim)
-    store.predict(queries[0])  # warm up
+    store.predict(queries[0], BALANCED)  # warm up
     times = []
     for q in queries:
         t = time.perf_counter()
-        store.predict(q)
+        store.predict(q, BALANCED)
         times.append(time.perf_counter() - t)
     single = []
     thumb = rng.bytes(THUMBNAIL_BYTES)
@@ -106,7 +109,7 @@ def _bench_refit(store: Store, queries: np.ndarray, thumb: bytes, dim: int) -> d
     times = []
     for q in queries:
         t = time.perf_counter()
-        store.predict(q, method="logreg", head=head, features=features)
+        store.predict(q, LOGREG, head=head, features=features)
         times.append(time.perf_counter() - t)
     return {"refit_cold_s": cold, "refit_warm_s": head.seconds, "refit_rows": head.rows,
             "logreg_predict_p50_ms": percentile_ms(times, 50)}

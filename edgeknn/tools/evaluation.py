@@ -75,7 +75,7 @@ def evaluate(
     *,
     shots: int,
     seeds: list[int],
-    k: int = 3,
+    k: int,
     features: FeatureTransform = RAW,
     mirrored: np.ndarray | None = None,
 ) -> list[MethodResult]:
@@ -113,7 +113,8 @@ def evaluate(
             for q, query in zip(queries, asked, strict=True):
                 pred = classify(
                     query, similarities(matrix, query), sums, examples,
-                    k=fixed_k or k, method=method, head=head, features=features,
+                    k=fixed_k or k, method=method, threshold=0.0,  # the best label counts, known or not
+                    head=head, features=features,
                 )
                 guess = labels.index(pred.label) if pred.label is not None else 0
                 confusion[codes[q], guess] += 1

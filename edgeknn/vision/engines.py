@@ -7,11 +7,15 @@ the config and on the command line mean the same thing.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Unpack
 
 from edgeknn.features import RAW
 from edgeknn.vision import models
 from edgeknn.vision.embedder import Embedder, open_embedder
+
+if TYPE_CHECKING:
+    from edgeknn.config import DetectorConfig, EmbedderConfig, ModelsConfig
+    from edgeknn.vision.detector import Detector, DetectorOptions
 
 
 def _variants(
@@ -73,9 +77,10 @@ def build_detector(
     threads: int = 0,
     models_dir: Path | None = None,
     mirror: str | None = None,
-    **options: Any,
-) -> Any:
-    """A detector.Detector; ``options`` (threshold, max_detections, allow, resize) go to it."""
+    **options: Unpack[DetectorOptions],
+) -> Detector:
+    """A detector by name or path, with its label file (from the manifest unless given);
+    ``options`` (threshold, max_detections, allow, resize) go to it."""
     from edgeknn.vision.detector import open_detector
 
     name = model or models.default_model("detector").name
@@ -89,4 +94,29 @@ def build_detector(
     return open_detector(
         cpu_path, label_path, edgetpu_model=tpu_path, accelerator=accelerator,
         device=device or None, threads=threads or None, **options,
+    )
+
+
+def embedder_from_config(config: EmbedderConfig, models_config: ModelsConfig) -> Embedder:
+    """The embedder an ``[embedder]`` section describes, its files kept as ``[models]`` says.
+
+    The daemon and every command build their embedder here, so a config key and
+    the flag that overrides it mean the same thing; "" in the config is "none".
+    """
+    return build_embedder(
+        config.model, edgetpu_model=config.edgetpu_model or None,
+        embedding_tensor=config.embedding_tensor or None, accelerator=config.accelerator,
+        device=config.device, threads=config.threads, resize=config.resize,
+        models_dir=models_config.dir, mirror=models_config.mirror or None,
+    )
+
+
+def detector_from_config(config: DetectorConfig, models_config: ModelsConfig) -> Detector:
+    """The detector a ``[detector]`` section describes, as above."""
+    return build_detector(
+        config.model, labels=config.labels or None, edgetpu_model=config.edgetpu_model or None,
+        accelerator=config.accelerator, device=config.device, threads=config.threads,
+        models_dir=models_config.dir, mirror=models_config.mirror or None,
+        threshold=config.threshold, max_detections=config.max_detections,
+        allow=frozenset(config.allow) or None, resize=config.resize,
     )
