@@ -222,7 +222,9 @@ def test_the_service_reloads_on_sighup_and_stops_on_sigterm_within_5_s_saying_of
     import sys
 
     config = tmp_path / "config.toml"
-    write_config(config, tmp_path, mosquitto)
+    # A synthetic test pattern is nothing like the cat photo, so the default threshold
+    # (0.25) would call it unknown from the start: begin with "never unknown".
+    write_config(config, tmp_path, mosquitto, "[classifier]\nunknown_threshold = -1.0\n")
     watch = listen("edgeknn/testpi/#")
     proc = subprocess.Popen([sys.executable, "-m", "edgeknn", "run", "--config", str(config)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
