@@ -166,17 +166,19 @@ def _existing(args: argparse.Namespace, *, readonly: bool = False) -> Store:
 def info(args: argparse.Namespace) -> int:
     with _existing(args, readonly=True) as store:
         i = store.info()
+        views = store.view_count()
     if args.json:
         print(json.dumps({
             "path": str(i.path), "fingerprint": i.fingerprint, "dim": i.dim, "dtype": i.dtype,
             "count": i.count, "classes": i.classes, "file_bytes": i.file_bytes,
-            "matrix_bytes": i.matrix_bytes,
+            "matrix_bytes": i.matrix_bytes, "mirror_views": views,
         }))
         return 0
     print(f"store:       {i.path}")
     print(f"embedder:    {i.fingerprint or '(none yet)'}")
     print(f"embeddings:  {i.count} x {i.dim or '-'} {i.dtype} ({i.matrix_bytes / 1e6:.1f} MB in memory)")
     print(f"file:        {i.file_bytes / 1e6:.1f} MB")
+    print(f"views:       {views} mirrored copies (extra rows for the few-shot head; classifier.views)")
     print(f"classes:     {len(i.classes)}")
     for label, n in sorted(i.classes.items()):
         print(f"  {label}: {n}")
