@@ -78,18 +78,19 @@ def evaluate(
     k: int,
     features: FeatureTransform = RAW,
     mirrored: np.ndarray | None = None,
+    only: tuple[str, ...] = (),
 ) -> list[MethodResult]:
     """Accuracy of every method in :data:`METHODS` over the given seeds.
 
     ``mirrored[i]`` is the embedding of image i mirrored left-right; without
-    it the ``logreg+mirror`` row is left out.
+    it the ``logreg+mirror`` row is left out.  ``only`` names the rows wanted (all if empty).
     """
     n_classes = len(labels)
     vectors = embeddings.astype(DTYPE)
     flipped = mirrored.astype(DTYPE) if mirrored is not None else None
     results = []
     for name, method, fixed_k, views in METHODS:
-        if views == "mirror" and flipped is None:
+        if (views == "mirror" and flipped is None) or (only and name not in only):
             continue
         accs, fit_seconds = [], []
         confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
