@@ -130,7 +130,8 @@ def test_the_device_and_every_entity_appear_with_their_states(world):
     wait_state(hass, "sensor.hatest_sees", "cat")
     wait_state(hass, "binary_sensor.hatest_sees_cat", "on")
     assert state_of(hass, "binary_sensor.hatest_sees_dog") == "off"
-    assert hass.state("sensor.hatest_sees")["attributes"]["options"] == ["cat", "dog"]
+    wait_until(lambda: hass.state("sensor.hatest_sees")["attributes"].get("options") == ["cat", "dog"],
+               timeout=HA_WAIT, what="both classes among the options")
     wait_state(hass, "sensor.hatest_cat_examples", "1")
     wait_state(hass, "sensor.hatest_store_size", "2")
     assert state_of(hass, "sensor.hatest_backend") == "cpu"
@@ -190,3 +191,18 @@ def test_a_removed_class_loses_its_entities(world):
     wait_until(lambda: not registry(hass, owl), timeout=HA_WAIT, what="owl's entities gone")
     assert state_of(hass, "button.hatest_teach_owl") is None
     assert "button.hatest_teach_cat" in registry(hass)  # the others stay
+
+
+def test_home_assistant_restarting_without_the_retained_config_gets_it_again(world):
+    hass, daemon, _, broker = world
+    hass.stop()
+    clear = mqtt.Client(CallbackAPIVersion.VERSION2)  # e.g. a broker that lost its retained messages
+    clear.connect(broker.host, broker.port)
+    clear.loop_start()
+    clear.publish("homeassistant/device/hatest/config", b"", qos=1, retain=True).wait_for_publish(10)
+    clear.disconnect()
+    clear.loop_stop()
+    hass.start()  # its birth message "online" is the only thing that brings the config back
+    wait_state(hass, "sensor.hatest_store_size", str(len(daemon.engine.store)))
+    wait_until(lambda: EXPECTED <= {k for k in registry(hass) if state_of(hass, k) not in (None, "unavailable")},
+               timeout=HA_WAIT, what="every entity set up again")
