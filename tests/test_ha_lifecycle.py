@@ -107,7 +107,8 @@ def test_the_service_announces_itself_and_each_new_class_before_the_class_list(r
     watch.send("edgeknn/testpi/cmd/add", json.dumps({"label": "cat"}).encode())
     wait_until(lambda: any("class_1_teach" in m.json()["cmps"] for m in watch.on(config_topic)),
                what="a config with the new class")
-    watch.wait_for("edgeknn/testpi/classes", b'{"cat":1}')
+    wait_until(lambda: any(m.json() == {"cat": 1} for m in watch.on("edgeknn/testpi/classes")),
+               what="the class list with cat")
     order = [m.topic for m in watch.seen if m.topic in (config_topic, "edgeknn/testpi/classes")]
     with_cat = next(i for i, m in enumerate(watch.on(config_topic)) if "class_1_teach" in m.json()["cmps"])
     classes_with_cat = [i for i, m in enumerate(watch.seen)
