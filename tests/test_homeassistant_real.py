@@ -266,3 +266,18 @@ def test_home_assistant_restarting_without_the_retained_config_gets_it_again(wor
     wait_state(hass, "sensor.hatest_store_size", str(len(daemon.engine.store)))
     wait_until(lambda: EXPECTED <= {k for k in registry(hass) if state_of(hass, k) not in (None, "unavailable")},
                timeout=HA_WAIT, what="every entity set up again")
+
+
+def test_ha_remove_deletes_the_device_from_home_assistant(world, tmp_path):
+    from edgeknn.cli import main
+
+    hass, daemon, _, broker = world
+    wait_until(lambda: EXPECTED <= set(registry(hass)), timeout=HA_WAIT, what="the entities")
+    daemon.homeassistant.close()  # as after turning discovery off: nothing announces it again
+    daemon.homeassistant = None
+    path = tmp_path / "config.toml"
+    path.write_text(f'device_id = "hatest"\n[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n')
+    assert main(["ha", "remove", "--config", str(path)]) == 0
+    wait_until(lambda: not [d for d in hass.devices() if ["mqtt", "edgeknn_hatest"] in d["identifiers"]],
+               timeout=HA_WAIT, what="the device gone from Home Assistant")
+    assert registry(hass) == {}
