@@ -28,7 +28,9 @@ edgeknn, so callers never catch a vendor type.
     │   └── UnknownExample (LookupError)
     ├── CameraError                         a camera cannot be opened or stopped delivering
     ├── GpioError                           no GPIO library works on this machine (the service runs on without buttons)
-    └── CommandError (ValueError)           an MQTT command is malformed
+    ├── CommandError (ValueError)           an MQTT command is malformed
+    ├── PasswordError (ValueError)          the web password is too short, or its file unusable
+    └── WebError (OSError)                  the web server cannot listen where it was asked to
 """
 
 from __future__ import annotations
@@ -131,3 +133,11 @@ class GpioError(EdgeKnnError):
 
 class CommandError(EdgeKnnError, ValueError):
     """An MQTT command is malformed; the message names the field."""
+
+
+class PasswordError(EdgeKnnError, ValueError):
+    """The web page's password is too short, or its file cannot be read or written."""
+
+
+class WebError(EdgeKnnError, OSError):
+    """The web server cannot listen where it was asked to."""

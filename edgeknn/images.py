@@ -7,6 +7,7 @@ Decoding errors become :class:`ImageError` naming the file or payload.
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -39,7 +40,11 @@ def decode_image(data: bytes, name: str = "image payload") -> np.ndarray:
     if not data:
         raise ImageError(f"{name}: empty, not an image")
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with warnings.catch_warnings():
+            # Pillow warns from 89 M pixels; MAX_PIXELS below refuses such images anyway.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(io.BytesIO(data))
+        with opened as img:
             if img.width * img.height > MAX_PIXELS:
                 raise ImageError(f"{name}: {img.width}x{img.height} is too large an image")
             img.load()  # a truncated file fails here, not later

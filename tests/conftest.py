@@ -39,6 +39,8 @@ def _isolated_env(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("EDGEKNN_MODEL_MIRROR", str(MODELS))
     monkeypatch.setenv("EDGEKNN_MODELS_DIR", str(home / "models"))
     monkeypatch.delenv("EDGEKNN_STORE", raising=False)
+    # not the service's /etc/edgeknn/config.toml, should this machine have one
+    monkeypatch.setenv("EDGEKNN_CONFIG", str(home / "no-service-config.toml"))
 
 
 @pytest.fixture
@@ -182,6 +184,7 @@ def make_config(tmp_path, mosquitto, **sections):
         "gpio": {"enabled": True, "hold_time": 5.0, "buttons": [
             {"pin": CAT_PIN, "label": "cat"}, {"pin": DOG_PIN, "label": "dog"}],
             "clear_button": {"pin": CLEAR_PIN, "hold_time": 0.5}},
+        "web": {"enabled": False},  # the web tests turn it on, on a free loopback port
     }
     for key, value in sections.items():
         data[key] = {**data.get(key, {}), **value}

@@ -160,3 +160,9 @@ def test_the_teach_form_pattern_agrees_with_the_label_rule(label):
     except LabelError:
         valid = False
     assert bool(re.match(LABEL_PATTERN, label)) == valid
+
+
+def test_the_device_links_to_its_own_page_when_it_has_one():
+    with_page = DeviceDescription(node="kitchen", name="Kitchen camera", configuration_url="http://kitchen:8080/")
+    assert device_config(with_page, TOPICS, [])["dev"]["cu"] == "http://kitchen:8080/"
+    assert "cu" not in device_config(DEVICE, TOPICS, [])["dev"]

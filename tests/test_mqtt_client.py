@@ -15,8 +15,8 @@ from conftest import TIMEOUT, wait_until
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edgeknn.config import MqttConfig, MqttTlsConfig
 from edgeknn.errors import ConfigError, UnknownLabel
-from edgeknn.mqtt import MqttSettings, TlsSettings
 from edgeknn.mqtt.client import MqttClient
 from edgeknn.mqtt.commands import handle_message
 from edgeknn.mqtt.topics import Topics
@@ -68,7 +68,7 @@ def make_client(mosquitto):
     def make(store: Store | None = None, port: int | None = None, **options) -> MqttClient:
         hook = options.pop("on_connected", None)
         backlog = options.pop("command_backlog", 8)
-        settings = MqttSettings(host=broker.host, port=port or broker.port, keepalive=5,
+        settings = MqttConfig(host=broker.host, port=port or broker.port, keepalive=5,
                                 reconnect_min=0.1, reconnect_max=0.5, **options)
         client = MqttClient(settings, TOPICS, on_connected=hook, command_backlog=backlog)
         if store is not None:
@@ -105,11 +105,11 @@ def test_stop_publishes_offline_retained(make_client, listen):
 
 LONE_CLIENT = """
 import sys, time
-from edgeknn.mqtt import MqttSettings
+from edgeknn.config import MqttConfig
 from edgeknn.mqtt.client import MqttClient
 from edgeknn.tools.devbroker import free_port
 from edgeknn.mqtt.topics import Topics
-client = MqttClient(MqttSettings(host=sys.argv[1], port=int(sys.argv[2])), Topics("test/dev"))
+client = MqttClient(MqttConfig(host=sys.argv[1], port=int(sys.argv[2])), Topics("test/dev"))
 client.start()
 time.sleep(60)
 """
@@ -235,7 +235,7 @@ def test_start_and_publish_never_fail_without_a_broker(make_client):
 
 
 def test_unreadable_tls_files_are_a_config_error_naming_the_key(make_client, tmp_path):
-    client = make_client(tls=TlsSettings(enabled=True, ca=str(tmp_path / "missing-ca.pem")))
+    client = make_client(tls=MqttTlsConfig(enabled=True, ca=str(tmp_path / "missing-ca.pem")))
     with pytest.raises(ConfigError, match=r"^mqtt\.tls: cannot load ca='.*missing-ca\.pem'"):
         client.start()
 

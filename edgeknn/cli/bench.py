@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from edgeknn.vision.runtime import ACCELERATORS
+
 EPILOG = """examples:
   edgeknn bench store                         # 1k, 10k and 100k examples of 1024-d
   edgeknn bench store --sizes 1000 10000 --json
@@ -33,7 +35,8 @@ PIPELINE_EPILOG = """examples:
 
 Runs the real daemon on replayed frames with a private MQTT broker, and
 reports the interpreter's raw invoke rate beside the end-to-end rate and the
-capture-to-MQTT latency.
+capture-to-MQTT latency; then again with one client watching the web page's
+live view (MJPEG).
 """
 
 
@@ -72,7 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--detector", action="store_true", help="run the detector beside the embedder")
     p.add_argument("--detector-every", type=int, default=1, metavar="N",
                    help="run the detector on every N-th frame, as detector.every_n_frames (default: 1)")
-    p.add_argument("--detector-accelerator", choices=["auto", "cpu", "edgetpu"], default="auto",
+    p.add_argument("--detector-accelerator", choices=ACCELERATORS, default="auto",
                    help="where the detector runs; cpu keeps the Edge TPU for the embedder (default: auto)")
     p.add_argument("--models-dir", type=Path, default=None, metavar="DIR",
                    help="where models live, fetched there if missing "

@@ -2,6 +2,15 @@
 
 ``edgeknn/config.example.toml`` documents every key; tests check that it
 parses to exactly these defaults and names every field.
+
+A rule that belongs to the part using a value is imported from that part, not
+restated: classifier methods from :mod:`edgeknn.classify`, teach targets from
+:mod:`edgeknn.mqtt.commands`, the base topic and device id rules from
+:mod:`edgeknn.mqtt.topics`, camera sources from :mod:`edgeknn.cameras`,
+accelerators and Edge TPU devices from :mod:`edgeknn.vision.runtime`, labels
+from :mod:`edgeknn.labels`.  The parts that read the config take their frozen
+section and do not check it again, so ``edgeknn config check`` accepts exactly
+what the service starts with.
 """
 
 from __future__ import annotations
@@ -10,18 +19,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeknn.cameras import SOURCES as CAMERA_SOURCES
+from edgeknn.classify import METHODS
 from edgeknn.config import checks
 from edgeknn.config.validate import section, setting
 from edgeknn.images import RESIZE_POLICIES
+from edgeknn.mqtt.commands import TARGETS as TEACH_TARGETS
 from edgeknn.vision.runtime import ACCELERATORS
 
 At = Callable[[str], str]  # relative key -> full key path, for cross-key problems
 
-CAMERA_SOURCES = ("picamera2", "opencv", "replay", "synthetic")
-CLASSIFIER_METHODS = ("balanced", "knn", "ncm")
 PIN_FACTORIES = ("", "lgpio", "rpigpio", "pigpio", "native", "mock")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-TEACH_TARGETS = ("frame", "largest_object")
 PIN_RULE = {"check": checks.pin, "expect": checks.PIN_EXPECT}
 OPTIONAL_PIN_RULE = {"check": checks.optional_pin, "expect": checks.PIN_EXPECT + ' or ""'}
 
@@ -54,7 +63,7 @@ class EmbedderConfig:
 @dataclass(frozen=True)
 class ClassifierConfig:
     k: int = setting(3, "neighbours that vote", min=1, max=100)
-    method: str = setting("balanced", "voting method", choices=CLASSIFIER_METHODS)
+    method: str = setting("balanced", "voting method", choices=METHODS)
     unknown_threshold: float = setting(0.0, "cosine similarity below which a frame is unknown",
                                        min=-1.0, max=1.0)
     smoothing: int = setting(4, "majority over the last N predictions", min=1, max=100)
@@ -224,6 +233,23 @@ class HomeAssistantConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    enabled: bool = setting(True, "serve the web page and HTTP API")
+    host: str = setting("0.0.0.0", "address to listen on; 127.0.0.1 = this machine only (behind a proxy)",
+                        check=checks.host)
+    port: int = setting(8080, "port to listen on; 0 = any free port (the log says which)", min=0, max=65535)
+    password_file: Path = setting(Path("/var/lib/edgeknn/web-password"),
+                                  "the hashed password, written by: edgeknn web password")
+    token: str = setting("", "a bearer token for API clients; empty = none", secret=True)
+    anonymous_writes: bool = setting(False, "let anyone who reaches the page change the store")
+    protect_reads: bool = setting(False, "the live view and reads need a login (or the token) too")
+    secure_cookie: bool = setting(False, "send the session cookie over HTTPS only (behind a TLS proxy)")
+    stream_fps: float = setting(5.0, "live view frames per second at most", above=0.0, max=30.0)
+    stream_size: int = setting(640, "live view: longest side in pixels", min=64, max=4096)
+    jpeg_quality: int = setting(75, "live view JPEG quality", min=10, max=95)
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = setting("info", "log verbosity", choices=LOG_LEVELS)
 
@@ -233,7 +259,7 @@ class Config:
     """The whole edgeknn config: ``Config.default()`` is what an empty file gives."""
 
     device_id: str = setting("", "MQTT topic level naming this device; empty = host name",
-                             check=checks.topic_level)
+                             check=checks.device_id)
     store: StoreConfig = section(StoreConfig)
     models: ModelsConfig = section(ModelsConfig)
     embedder: EmbedderConfig = section(EmbedderConfig)
@@ -244,6 +270,7 @@ class Config:
     gpio: GpioConfig = section(GpioConfig)
     detector: DetectorConfig = section(DetectorConfig)
     homeassistant: HomeAssistantConfig = section(HomeAssistantConfig)
+    web: WebConfig = section(WebConfig)
     logging: LoggingConfig = section(LoggingConfig)
 
     @classmethod

@@ -43,8 +43,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from edgeknn.config import MqttConfig
 from edgeknn.errors import CommandError, ConfigError
-from edgeknn.mqtt import MqttSettings
 from edgeknn.mqtt.commands import MAX_PAYLOAD_BYTES, check_size, refuse
 from edgeknn.mqtt.topics import Topics
 
@@ -80,13 +80,18 @@ def _check_publish_topic(topic: str) -> None:
 
 
 class MqttClient:
-    """A Publisher over paho-mqtt that survives broker restarts and answers commands."""
+    """A Publisher over paho-mqtt that survives broker restarts and answers commands.
 
-    def __init__(self, settings: MqttSettings, topics: Topics, *,
+    ``config`` is the validated ``[mqtt]`` section, used as it is; its empty
+    strings mean "none" (an empty ``client_id`` lets the broker pick one; the
+    daemon fills in ``edgeknn-<device_id>`` first).
+    """
+
+    def __init__(self, config: MqttConfig, topics: Topics, *,
                  on_connected: Callable[[], None] | None = None,
                  max_command_bytes: int = MAX_PAYLOAD_BYTES,
                  command_backlog: int = 64, announce_status: bool = True) -> None:
-        self._settings = settings
+        self._config = config
         self._topics = topics
         self._on_connected = on_connected
         # False for a short-lived helper (edgeknn ha remove) beside a running service:
@@ -153,13 +158,13 @@ class MqttClient:
         """Connect in the background and keep connected; returns at once."""
         if self._paho is not None:
             return
-        s = self._settings
+        s = self._config
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=s.client_id,
                              protocol=mqtt.MQTTv5)
         client.enable_logger(logging.getLogger("edgeknn.mqtt.paho"))
         client.suppress_exceptions = True  # a bug in a callback must not end the network thread
         if s.username:
-            client.username_pw_set(s.username, s.password)
+            client.username_pw_set(s.username, s.password or None)
         if s.tls.enabled:
             self._configure_tls(client)
         if self._announce_status:
@@ -201,7 +206,7 @@ class MqttClient:
                 log.info("dropping %d MQTT messages never sent to the broker", len(self._outbox))
                 self._outbox.clear()
         if was_connected and self._announce_status:
-            info = client.publish(self._topics.status, OFFLINE, self._settings.qos.status, True)
+            info = client.publish(self._topics.status, OFFLINE, self._config.qos.status, True)
             try:
                 info.wait_for_publish(timeout)
                 if not info.is_published():
@@ -244,7 +249,7 @@ class MqttClient:
 
     def _enqueue(self, message: _Message) -> None:
         """Keep a message for later within the bound (lock held)."""
-        box, limit = self._outbox, self._settings.max_queued
+        box, limit = self._outbox, self._config.max_queued
         if limit <= 0:  # queueing switched off
             self._dropped += 1
             return
@@ -266,16 +271,16 @@ class MqttClient:
                         reason_code: ReasonCode, properties: Properties | None) -> None:
         if reason_code.is_failure:
             log.warning("MQTT broker %s:%d refused the connection: %s",
-                        self._settings.host, self._settings.port, reason_code)
+                        self._config.host, self._config.port, reason_code)
             return
         self._connects += 1
-        log.info("connected to MQTT broker %s:%d", self._settings.host, self._settings.port)
-        options = SubscribeOptions(qos=self._settings.qos.commands, noLocal=True)
+        log.info("connected to MQTT broker %s:%d", self._config.host, self._config.port)
+        options = SubscribeOptions(qos=self._config.qos.commands, noLocal=True)
         client.subscribe(self._topics.cmd_wildcard, options=options)
         for topic in self._watched:  # without noLocal: our own retained config is read back too
-            client.subscribe(topic, options=SubscribeOptions(qos=self._settings.qos.commands))
+            client.subscribe(topic, options=SubscribeOptions(qos=self._config.qos.commands))
         if self._announce_status:
-            client.publish(self._topics.status, ONLINE, self._settings.qos.status, True)
+            client.publish(self._topics.status, ONLINE, self._config.qos.status, True)
         if self._on_connected is not None:
             try:
                 self._on_connected()
@@ -290,7 +295,7 @@ class MqttClient:
 
     def _handle_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         log.debug("MQTT broker %s:%d unreachable; retrying",
-                  self._settings.host, self._settings.port)
+                  self._config.host, self._config.port)
 
     def _handle_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
                            reason_code: ReasonCode, properties: Properties | None) -> None:
@@ -298,7 +303,7 @@ class MqttClient:
         self._connected = False
         if not self._stopping.is_set():
             log.warning("lost MQTT broker %s:%d (%s); reconnecting",
-                        self._settings.host, self._settings.port, reason_code)
+                        self._config.host, self._config.port, reason_code)
 
     def _handle_message(self, client: mqtt.Client, userdata: Any,
                         message: mqtt.MQTTMessage) -> None:
@@ -373,13 +378,15 @@ class MqttClient:
         if request.correlation is not None:
             properties = Properties(PacketTypes.PUBLISH)
             properties.CorrelationData = request.correlation
-        self._publish(_Message(request.reply_topic, reply, self._settings.qos.commands, False,
+        self._publish(_Message(request.reply_topic, reply, self._config.qos.commands, False,
                                properties))
 
     def _configure_tls(self, client: mqtt.Client) -> None:
-        tls = self._settings.tls
+        tls = self._config.tls
         try:
-            client.tls_set(ca_certs=tls.ca, certfile=tls.certfile, keyfile=tls.keyfile)
+            # "" in the config is "none": the system's CAs, no client certificate.
+            client.tls_set(ca_certs=tls.ca or None, certfile=tls.certfile or None,
+                           keyfile=tls.keyfile or None)
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
             raise ConfigError(
                 f"mqtt.tls: cannot load ca={tls.ca!r} certfile={tls.certfile!r} "

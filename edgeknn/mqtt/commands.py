@@ -348,9 +348,24 @@ def refuse(verb: str, payload: bytes, message: str) -> bytes:
     return result_payload(verb, peek_id(payload), False, message)
 
 
+@dataclass(frozen=True)
+class Answer:
+    """The reply to one request, and the error that refused it (None when carried out),
+    so that the HTTP API can pick its status from the same outcome."""
+
+    payload: bytes
+    error: Exception | None = None
+
+
 def handle_message(verb: str, payload: bytes, target: CommandTarget,
                    max_bytes: int = MAX_PAYLOAD_BYTES) -> bytes:
-    """Parse, carry out and answer one request.  Never raises.
+    """Parse, carry out and answer one request.  Never raises."""
+    return answer(verb, payload, target, max_bytes).payload
+
+
+def answer(verb: str, payload: bytes, target: CommandTarget,
+           max_bytes: int = MAX_PAYLOAD_BYTES) -> Answer:
+    """Parse, carry out and answer one request (MQTT and HTTP alike).  Never raises.
 
     EdgeKnnError (a bad field, an unknown label) becomes ``ok: false`` with its
     message; anything else is a bug, logged with its traceback and answered
@@ -360,12 +375,12 @@ def handle_message(verb: str, payload: bytes, target: CommandTarget,
     try:
         command = parse_command(verb, payload, max_bytes)
         request_id = command.request_id
-        return result_payload(verb, request_id, True, None, **dispatch(command, target))
+        return Answer(result_payload(verb, request_id, True, None, **dispatch(command, target)))
     except EdgeKnnError as exc:
         if request_id is None:
             request_id = peek_id(payload, max_bytes)
-        return result_payload(verb, request_id, False, str(exc))
+        return Answer(result_payload(verb, request_id, False, str(exc)), exc)
     except Exception as exc:
         log.exception("command %s failed", _show(verb))
         message = f"internal error: {type(exc).__name__}: {exc}"
-        return result_payload(verb, request_id, False, message)
+        return Answer(result_payload(verb, request_id, False, message), exc)

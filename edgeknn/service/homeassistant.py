@@ -156,23 +156,25 @@ class HomeAssistantLink:
                 self._pending = None
 
 
-def describe(config: Config, device_id: str) -> DeviceDescription:
-    """The device as the config describes it (also what ``edgeknn ha remove`` deletes)."""
+def describe(config: Config, device_id: str, configuration_url: str | None = None) -> DeviceDescription:
+    """The device as the config describes it (also what ``edgeknn ha remove`` deletes);
+    ``configuration_url`` is the device's own page (the web UI), linked from Home Assistant."""
     h = config.homeassistant
     return DeviceDescription(node=node_id(device_id), name=h.name or device_id, prefix=h.prefix,
                              expire_after=expire_after(config.pipeline.prediction_interval),
-                             detector=config.detector.enabled)
+                             detector=config.detector.enabled, configuration_url=configuration_url)
 
 
 def connect(config: Config, device_id: str, mqtt: Broker | None, topics: Topics, *,
             classes: Callable[[], dict[str, int]], resend_states: Callable[[], None],
-            snapshot: Callable[[], object] | None) -> HomeAssistantLink | None:
+            snapshot: Callable[[], object] | None,
+            configuration_url: str | None = None) -> HomeAssistantLink | None:
     """The link for a running service, watching Home Assistant's status; None when
     discovery is off or there is no MQTT client."""
     h = config.homeassistant
     if not h.enabled or mqtt is None:
         return None
-    link = HomeAssistantLink(mqtt, topics, describe(config, device_id),
+    link = HomeAssistantLink(mqtt, topics, describe(config, device_id, configuration_url),
                              classes=classes, resend_states=resend_states, snapshot=snapshot,
                              snapshot_interval=h.snapshot_interval)
     mqtt.watch(status_topic(h.prefix), link.home_assistant_status)

@@ -7,8 +7,9 @@ another keeps the target's id, and a class whose last example goes takes its
 id with it.  Ids are never reused (AUTOINCREMENT), so a stale reference to a
 removed class can never point at a new one.
 
-The examples stay the truth about which classes exist; these functions run
-inside the store's transactions so the two never disagree.  A store made
+The examples stay the truth about which classes exist: triggers on the
+examples table keep this table in step inside the same transaction, whatever
+code writes the examples, so the two never disagree.  A store made
 before this table existed gets it when first opened for writing, with ids in
 the order the classes were first taught.
 """
@@ -16,42 +17,38 @@ the order the classes were first taught.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS classes (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     label TEXT NOT NULL UNIQUE
 );
+CREATE TRIGGER IF NOT EXISTS class_of_new_example AFTER INSERT ON examples BEGIN
+    INSERT OR IGNORE INTO classes (label) VALUES (NEW.label);
+END;
+CREATE TRIGGER IF NOT EXISTS class_of_removed_example AFTER DELETE ON examples BEGIN
+    DELETE FROM classes WHERE label = OLD.label
+        AND NOT EXISTS (SELECT 1 FROM examples WHERE label = OLD.label);
+END;
+-- A rename moves the examples one row at a time: the first row carries the class's
+-- id over to the new label, unless that label is a class already (a merge, which
+-- keeps the target's id); the old label's id goes with its last example.
+CREATE TRIGGER IF NOT EXISTS class_of_renamed_example AFTER UPDATE OF label ON examples
+WHEN OLD.label != NEW.label BEGIN
+    UPDATE classes SET label = NEW.label WHERE label = OLD.label
+        AND NOT EXISTS (SELECT 1 FROM classes WHERE label = NEW.label);
+    INSERT OR IGNORE INTO classes (label) VALUES (NEW.label);
+    DELETE FROM classes WHERE label = OLD.label
+        AND NOT EXISTS (SELECT 1 FROM examples WHERE label = OLD.label);
+END;
 """
 _FROM_EXAMPLES = "SELECT label FROM examples GROUP BY label ORDER BY MIN(id)"
 
 
 def migrate(conn: sqlite3.Connection) -> None:
-    """Create the table if missing and give every class that has no id one (in a transaction)."""
+    """Create the table and its triggers if missing, and give every class without an id
+    one (in one transaction)."""
     conn.executescript(f"BEGIN IMMEDIATE; {SCHEMA} INSERT OR IGNORE INTO classes (label) {_FROM_EXAMPLES}; COMMIT;")
-
-
-def added(conn: sqlite3.Connection, labels: Iterable[str]) -> None:
-    conn.executemany("INSERT OR IGNORE INTO classes (label) VALUES (?)", [(label,) for label in dict.fromkeys(labels)])
-
-
-def pruned(conn: sqlite3.Connection, label: str) -> None:
-    """Forget ``label``'s id if it has no examples left."""
-    conn.execute("DELETE FROM classes WHERE label = ? AND NOT EXISTS "
-                 "(SELECT 1 FROM examples WHERE label = ?)", (label, label))
-
-
-def cleared(conn: sqlite3.Connection) -> None:
-    conn.execute("DELETE FROM classes")
-
-
-def renamed(conn: sqlite3.Connection, old: str, new: str) -> None:
-    """``old`` keeps its id under its new name, unless it merges into an existing ``new``."""
-    if conn.execute("SELECT 1 FROM classes WHERE label = ?", (new,)).fetchone():
-        conn.execute("DELETE FROM classes WHERE label = ?", (old,))
-    else:
-        conn.execute("UPDATE classes SET label = ? WHERE label = ?", (new, old))
 
 
 def ids(conn: sqlite3.Connection) -> dict[str, int]:

@@ -31,6 +31,7 @@ from typing import BinaryIO
 import numpy as np
 
 from edgeknn.classify import Examples, classify
+from edgeknn.config import ClassifierConfig
 from edgeknn.errors import (
     FingerprintMismatch,
     StoreCorrupt,
@@ -45,12 +46,25 @@ from edgeknn.store import classes, sqlite
 from edgeknn.store.matrix import DTYPE, Matrix
 
 THUMBNAIL_SIDE = 256  # px, longest side: enough to re-embed at 224
+DEFAULT_CLASSIFIER = ClassifierConfig()  # what an empty [classifier] config table gives
+
+
 @dataclass(frozen=True)
 class NewExample:
     label: str
     embedding: np.ndarray
     thumbnail: bytes | None = None
     source: str = ""
+
+
+@dataclass(frozen=True)
+class ExampleRow:
+    """One stored example as a listing shows it (the thumbnail is fetched on its own)."""
+
+    id: int
+    label: str
+    source: str
+    created: float  # Unix time
 
 
 @dataclass(frozen=True)
@@ -228,8 +242,6 @@ class Store:
             with sqlite.transaction(self._conn):
                 if replace:
                     self._conn.execute("DELETE FROM examples")
-                    classes.cleared(self._conn)
-                classes.added(self._conn, (row[0] for row in rows))
                 for label, blob, thumb, source in rows:
                     cur = self._conn.execute(
                         "INSERT INTO examples (label, embedding, thumbnail, source, created) "
@@ -254,7 +266,6 @@ class Store:
                 raise UnknownExample(f"no example with id {example_id} in store {self.path}")
             with sqlite.transaction(self._conn):
                 self._conn.execute("DELETE FROM examples WHERE id = ?", (example_id,))
-                classes.pruned(self._conn, row[0])
             if self._matrix is not None:
                 self._matrix.remove(example_id)
             return row[0]
@@ -268,7 +279,6 @@ class Store:
                 raise UnknownLabel(f"no class {label!r} in store {self.path} ({self._known()})")
             with sqlite.transaction(self._conn):
                 self._conn.execute("DELETE FROM examples WHERE label = ?", (label,))
-                classes.pruned(self._conn, label)
             assert self._matrix is not None
             m = self._matrix
             m.keep(m.codes[: m.n] != self._code_of[label])
@@ -281,7 +291,6 @@ class Store:
             count = len(self)
             with sqlite.transaction(self._conn):
                 self._conn.execute("DELETE FROM examples")
-                classes.cleared(self._conn)
             if self._matrix is not None:
                 self._matrix.keep(np.zeros(self._matrix.n, dtype=bool))
             self._labels, self._code_of = [], {}
@@ -296,7 +305,6 @@ class Store:
             if not count:
                 raise UnknownLabel(f"no class {old!r} in store {self.path} ({self._known()})")
             with sqlite.transaction(self._conn):
-                classes.renamed(self._conn, old, new)  # the class keeps its id
                 self._conn.execute("UPDATE examples SET label = ? WHERE label = ?", (new, old))
             assert self._matrix is not None
             self._matrix.relabel(self._code_of[old], self._code(new))
@@ -328,9 +336,9 @@ class Store:
         with self._lock:
             return classes.ids(self._conn)
 
-    def predict(
-        self, embedding: np.ndarray, *, k: int = 3, method: str = "balanced", threshold: float = 0.0
-    ) -> Prediction:
+    def predict(self, embedding: np.ndarray, classifier: ClassifierConfig = DEFAULT_CLASSIFIER) -> Prediction:
+        """The class of ``embedding`` by the ``[classifier]`` config (its defaults if not given)."""
+        c = classifier
         with self._lock:
             m = self._matrix
             if m is None or m.n == 0:
@@ -339,7 +347,24 @@ class Store:
             sims = m.similarities(query)
             order, bounds = m.grouping(len(self._labels))
             examples = Examples(tuple(self._labels), m.codes[: m.n], m.ids[: m.n], order, bounds)
-            return classify(query, sims, m.sums, examples, k=k, method=method, threshold=threshold)
+            return classify(query, sims, m.sums, examples, k=c.k, method=c.method,
+                            threshold=c.unknown_threshold)
+
+    def examples(self, label: str | None = None, limit: int = 100) -> list[ExampleRow]:
+        """The newest ``limit`` examples, of one class or of all, newest first."""
+        where, args = ("WHERE label = ?", (label,)) if label is not None else ("", ())
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT id, label, source, created FROM examples {where} ORDER BY id DESC LIMIT ?",
+                (*args, limit),
+            ).fetchall()
+        return [ExampleRow(*row) for row in rows]
+
+    def thumbnail(self, example_id: int) -> bytes | None:
+        """The example's JPEG thumbnail; None if there is no such example or it has none."""
+        with self._lock:
+            row = self._conn.execute("SELECT thumbnail FROM examples WHERE id = ?", (example_id,)).fetchone()
+        return row[0] if row else None
 
     def iter_examples(self) -> Iterator[tuple[int, str, bytes, bytes | None, str]]:
         """(id, label, embedding blob, thumbnail, source) for export and import."""
