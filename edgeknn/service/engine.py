@@ -16,9 +16,10 @@ The locking rule
 ----------------
 Several threads touch the models or the store: the processing loop (every
 frame), the MQTT command worker and the button worker (when they teach), the
-MQTT network thread (counts on reconnecting, Home Assistant's class list) and
-the main thread (stats, SIGHUP).  The rule holds for any thread, and is
-written here and nowhere else:
+MQTT network thread (counts on reconnecting, Home Assistant's class list), the
+web server's worker threads (teaching, listing examples) and the main thread
+(stats, SIGHUP).  The rule holds for any thread, and is written here and
+nowhere else:
 
 1. **The interpreters are called only through the Engine, under its one
    lock.**  A LiteRT interpreter is not thread-safe, and the embedder and the

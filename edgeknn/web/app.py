@@ -25,6 +25,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -61,7 +62,7 @@ BOUNDARY = "edgeknnframe"
 class Access:
     """Who may do what (the ``web`` config's auth keys)."""
 
-    password_file: Any  # Path
+    password_file: Path
     token: str
     anonymous_writes: bool
     protect_reads: bool
