@@ -24,6 +24,7 @@ edgeknn, so callers never catch a vendor type.
     ├── StoreError                          the example store refuses or cannot do something
     │   ├── StoreCorrupt                        the store file is not a readable edgeknn store
     │   ├── FingerprintMismatch                 the store was built with another embedder
+    │   ├── StoreFull (OSError)                 no disk space left for an add
     │   ├── UnknownLabel (LookupError)
     │   └── UnknownExample (LookupError)
     ├── CameraError                         a camera cannot be opened or stopped delivering
@@ -106,6 +107,13 @@ class StoreCorrupt(StoreError):
 
 class FingerprintMismatch(StoreError):
     """The store holds embeddings from another embedder."""
+
+
+class StoreFull(StoreError, OSError):
+    """The disk holding the store has no room for more examples."""
+
+    def __str__(self) -> str:  # OSError would format (errno, strerror)
+        return str(self.args[0]) if self.args else ""
 
 
 class UnknownLabel(StoreError, LookupError):

@@ -76,11 +76,14 @@ class Seen:
 class Listener:
     """A plain MQTT v5 client that records what it receives (the test's eyes and hands)."""
 
-    def __init__(self, host: str, port: int, topic: str = "#") -> None:
+    def __init__(self, host: str, port: int, topic: str = "#", *, username: str | None = None,
+                 password: str | None = None) -> None:
         self.seen: list[Seen] = []
         self._lock = threading.Lock()
         subscribed = threading.Event()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        if username:
+            self.client.username_pw_set(username, password)
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *args: subscribed.set()
         self.client.connect(host, port)

@@ -228,7 +228,7 @@ def test_start_and_publish_never_fail_without_a_broker(make_client):
         client.publish("test/dev/prediction", str(i))
     client.publish("test/dev/classes", b"{}", qos=1, retain=True)
     assert not client.is_connected
-    assert client.queued == 3
+    assert client.queued == 4  # the three newest predictions, and the classes
     started = time.monotonic()
     client.stop()
     assert time.monotonic() - started < 3
@@ -250,16 +250,15 @@ def test_publishing_on_a_wildcard_topic_is_a_bug_not_a_message(make_client):
     assert client.queued == 0
 
 
-def test_the_outbox_drops_the_oldest_non_retained_and_keeps_one_retained_per_topic(make_client):
+def test_predictions_are_bounded_and_never_push_out_retained_state(make_client):
     client = make_client(max_queued=3)  # never started: everything waits in the outbox
     client.publish(TOPICS.classes, b'{"old": 1}', retain=True)
     for i in range(4):
         client.publish(TOPICS.prediction, str(i))
-        assert client.queued <= 3
     client.publish(TOPICS.classes, b'{"new": 1}', retain=True)
-    assert client.queued == 3
-    # p0, p1 went for room, the old classes were replaced: p2, p3, new classes remain
-    assert client.dropped == 2
+    # p0 went for room, the old classes were replaced: p1, p2, p3 and the new classes remain
+    assert client.queued == 4
+    assert client.dropped == 1
 
 
 def test_after_a_broker_restart_it_reconnects_reannounces_and_delivers_the_backlog(
@@ -285,8 +284,7 @@ def test_after_a_broker_restart_it_reconnects_reannounces_and_delivers_the_backl
     client.publish(TOPICS.classes, b'{"stale": 1}', qos=1, retain=True)
     for i in range(7):
         client.publish(TOPICS.prediction, f"p{i}".encode())
-        assert client.queued <= 5
-    assert client.queued == 5 and client.dropped == 3
+    assert client.queued == 6 and client.dropped == 2  # five predictions, the classes
 
     broker.start()
     watcher = listen()
@@ -296,8 +294,8 @@ def test_after_a_broker_restart_it_reconnects_reannounces_and_delivers_the_backl
     status = watcher.wait_for(TOPICS.status)
     assert status[-1].payload == b"online"
 
-    predictions = watcher.wait_for(TOPICS.prediction, count=4)
-    assert [m.payload for m in predictions] == [b"p3", b"p4", b"p5", b"p6"]
+    predictions = watcher.wait_for(TOPICS.prediction, count=5)
+    assert [m.payload for m in predictions] == [b"p2", b"p3", b"p4", b"p5", b"p6"]
     classes = watcher.wait_for(TOPICS.classes)
     assert [m.json() for m in classes] == [{"cat": 2, "dog": 1}]  # the stale one never went out
 

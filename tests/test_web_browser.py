@@ -133,6 +133,7 @@ def test_teach_two_classes_watch_the_prediction_then_prune_and_rename(running, l
     browser.get(daemon.web.url)
     page.wait(lambda: page.one("#status dd").text != "", "the status panel")
     page.wait(lambda: "readonly" in page.one("body").get_attribute("class"), "a read-only page before login")
+    assert not page.one("#new-class").is_displayed()  # nothing to change before logging in
     page.shot("before-login")
     page.one("#password").send_keys(PASSWORD)
     page.one("#login button").click()
@@ -190,5 +191,24 @@ def test_teach_two_classes_watch_the_prediction_then_prune_and_rename(running, l
     browser.set_window_size(390, 1600)  # a phone
     page.shot("phone")
 
+    problems = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "ERROR", "WARNING")]
+    assert problems == []
+
+
+def test_with_protected_reads_the_page_shows_nothing_until_login(running, browser, tmp_path):
+    daemon = running(ReplayScenes(SCENES), web=web_section(tmp_path, protect_reads=True))
+    wait_until(lambda: daemon.processor.processed > 0, what="a first frame processed")
+    page = Page(browser, tmp_path / "screenshots")
+    browser.get(daemon.web.url)
+    page.wait(lambda: "Log in" in page.one("#message").text, "the page to ask for a login")
+    assert page.one("#status").text == "" and not page.one("#live").get_attribute("src")
+    page.shot("protected")
+    page.one("#password").send_keys(PASSWORD)
+    page.one("#login button").click()
+    page.wait(lambda: page.one("#status dd").text != "", "the status panel after login")
+    page.wait(lambda: page.predicted() == "" and page.one("#prediction-label").text == "nothing taught yet",
+              "the live prediction after login")
+    assert "/stream.mjpeg" in page.one("#live").get_attribute("src")
+    page.shot("logged-in")
     problems = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "ERROR", "WARNING")]
     assert problems == []

@@ -23,7 +23,7 @@ from edgeknn.cameras import SOURCES as CAMERA_SOURCES
 from edgeknn.classify import METHODS
 from edgeknn.config import checks
 from edgeknn.config.validate import section, setting
-from edgeknn.images import RESIZE_POLICIES
+from edgeknn.images import MAX_PIXELS, RESIZE_POLICIES
 from edgeknn.mqtt.commands import TARGETS as TEACH_TARGETS
 from edgeknn.vision.runtime import ACCELERATORS
 
@@ -137,9 +137,18 @@ class MqttConfig:
     password: str = setting("", "env EDGEKNN_MQTT_PASSWORD overrides", secret=True)
     keepalive: int = setting(60, "seconds", min=5, max=3600)
     base_topic: str = setting("", "empty = edgeknn/<device_id>", check=checks.topic)
-    max_queued: int = setting(1000, "messages kept while disconnected", min=1, max=1_000_000)
+    max_queued: int = setting(1000, "predictions and detections kept while the broker is slow or "
+                              "away (replies and retained state are always kept)",
+                              min=1, max=1_000_000)
     reconnect_min: float = setting(1.0, "first reconnect wait (s)", above=0.0, max=3600.0)
     reconnect_max: float = setting(60.0, "longest reconnect wait (s)", above=0.0, max=3600.0)
+    session_expiry: int = setting(300, "seconds the broker keeps our session (and the commands "
+                                  "sent meanwhile) while we are away; 0 = a clean session each time",
+                                  min=0, max=604800)
+    command_queue: int = setting(64, "commands waiting to run; more are answered busy",
+                                 min=1, max=10000)
+    max_image_pixels: int = setting(MAX_PIXELS, "largest image an add command may upload (pixels)",
+                                    min=10_000, max=50_000_000)
     tls: MqttTlsConfig = section(MqttTlsConfig, "TLS to the broker")
     qos: MqttQosConfig = section(MqttQosConfig, "QoS per message kind")
 

@@ -136,6 +136,15 @@ class Topics:
     def command(self, verb: str) -> str:
         return f"{self.base}/cmd/{verb}"
 
+    def is_reply_topic(self, topic: object) -> bool:
+        """Whether a request's MQTT v5 ResponseTopic may be published to: a plain
+        topic, not a wildcard, not ``$SYS`` and never a command topic (a loop)."""
+        if not isinstance(topic, str) or not topic or topic.startswith("$"):
+            return False
+        if any(ch in "+#" or unicodedata.category(ch) == "Cc" for ch in topic):
+            return False
+        return self.verb_from_topic(topic) is None
+
     def verb_from_topic(self, topic: str) -> str | None:
         """The verb of a command topic, or None if the topic is not a command.
 

@@ -138,7 +138,9 @@ class Daemon:
         if self.mqtt is not None:
             from edgeknn.mqtt.commands import handle_message
 
-            self.mqtt.on_command(lambda verb, payload: handle_message(verb, payload, teacher))
+            pixels = cfg.mqtt.max_image_pixels
+            self.mqtt.on_command(lambda verb, payload: handle_message(
+                verb, payload, teacher, max_image_pixels=pixels))
             self.mqtt.start()
 
         self._start_camera()

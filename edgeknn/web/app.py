@@ -58,8 +58,8 @@ BOUNDARY = "edgeknnframe"
 
 
 @dataclass(frozen=True)
-class Access:
-    """Who may do what (the ``web`` config's auth keys)."""
+class Rules:
+    """Who may do what (the ``web`` config's auth keys); :func:`auth.access` applies them."""
 
     password_file: Path
     token: str
@@ -95,7 +95,7 @@ def _credentials(request: Request) -> auth.Credentials:
     )
 
 
-def build_app(parts: Parts, rules: Access, stopping: threading.Event) -> Starlette:
+def build_app(parts: Parts, rules: Rules, stopping: threading.Event) -> Starlette:
     """The ASGI app; ``stopping`` ends the endless streams when the server stops."""
 
     def allowed(request: Request) -> auth.Access:
