@@ -14,10 +14,12 @@ written against.  The real ones are :class:`~edgeknn.vision.embedder.Embedder`,
 
 The locking rule
 ----------------
-Five threads touch the models or the store: the processing loop (every
+Several threads touch the models or the store: the processing loop (every
 frame), the MQTT command worker and the button worker (when they teach), the
-MQTT network thread (counts, on reconnecting) and the main thread (stats,
-SIGHUP).  The rule for them is written here and nowhere else:
+MQTT network thread (counts on reconnecting, Home Assistant's class list), the
+web server's worker threads (teaching, listing examples) and the main thread
+(stats, SIGHUP).  The rule holds for any thread, and is written here and
+nowhere else:
 
 1. **The interpreters are called only through the Engine, under its one
    lock.**  A LiteRT interpreter is not thread-safe, and the embedder and the
