@@ -147,7 +147,7 @@ def test_an_uploaded_image_teaches_one_example_and_mqtt_agrees(site, listen):
 
 @pytest.mark.parametrize(("body", "says"), [
     (b"this is not an image at all", "not an image"),
-    (png_bomb(), "10000x10000 is too large an image"),
+    (png_bomb(), "10000x10000 PNG is too large an image"),
 ])
 def test_a_bad_upload_gets_a_clear_400_and_changes_nothing(site, body, says):
     daemon, web = site()
