@@ -55,6 +55,8 @@ CASES = [
     ("a teach target", 'detector.teach_target = "largest_object"', None),
     ("an unknown teach target", 'detector.teach_target = "box"', "detector.teach_target"),
     ("an unknown log level", 'logging.level = "verbose"', "logging.level"),
+    ("a live view of 0 frames/s", "web.stream_fps = 0", "web.stream_fps"),
+    ("writes open to all", "web.anonymous_writes = true", None),
 ]
 
 
@@ -64,7 +66,8 @@ def models_dir(tmp_path_factory) -> Path:
 
 
 def config_file(tmp_path: Path, models_dir: Path, extra: str) -> Path:
-    """A config that starts here (no broker listening, synthetic camera) with ``extra`` in it."""
+    """A config that starts here (no broker listening, synthetic camera, the web page on any free
+    loopback port) with ``extra`` in it."""
     path = tmp_path / "config.toml"
     path.write_text(f"""{extra}
 store.path = "{tmp_path / 'store.db'}"
@@ -72,6 +75,8 @@ models.dir = "{models_dir}"
 models.mirror = "{MODELS}"
 embedder.threads = 1
 mqtt.port = {free_port()}
+web.host = "127.0.0.1"
+web.port = 0
 """)
     return path
 

@@ -276,3 +276,16 @@ def test_stopping_the_daemon_ends_open_streams_and_the_server(site):
         while response.read(65536):  # the server ended the stream: the reads reach its end
             pass
         response.close()
+
+
+def test_a_port_in_use_is_a_clear_error_and_the_service_runs_without_the_page(running, tmp_path, caplog):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        daemon = running(ScriptedCamera(CAT, DOG), web=web_section(tmp_path, port=port))
+        wait_until(lambda: daemon.processor.processed > 0, what="frames processed without the page")
+    assert daemon.web is None
+    assert f"web: cannot listen on 127.0.0.1:{port} (Address already in use)" in caplog.text

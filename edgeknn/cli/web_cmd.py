@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
-from pathlib import Path
 
-from edgeknn.config import DEFAULT_PATH, Config, load_config
+from edgeknn.cli.flags import add_config_arg, load_config
 
 EPILOG = """examples:
   sudo edgeknn web password                      # asks twice; /etc/edgeknn/config.toml's password_file
@@ -35,8 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = actions.add_parser("password", help="set the password that allows changes from the page",
                            description="Set the web page's password (stored hashed).",
                            epilog=PASSWORD_EPILOG, formatter_class=raw)
-    p.add_argument("--config", type=Path, default=None,
-                   help=f"config file whose web.password_file is written (default {DEFAULT_PATH} if it exists)")
+    add_config_arg(p)  # its web.password_file is written
     p.add_argument("--stdin", action="store_true", help="read the password from the first line of stdin")
     p.set_defaults(func=set_password)
 
@@ -45,9 +43,7 @@ def set_password(args: argparse.Namespace) -> int:
     from edgeknn.errors import PasswordError
     from edgeknn.web.auth import hash_password, write_password_hash
 
-    config_path = args.config or (DEFAULT_PATH if DEFAULT_PATH.exists() else None)
-    config = load_config(config_path) if config_path else Config.default()
-    target = config.web.password_file
+    target = load_config(args).web.password_file
     if args.stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:

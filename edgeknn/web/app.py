@@ -25,6 +25,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -58,10 +59,10 @@ BOUNDARY = "edgeknnframe"
 
 
 @dataclass(frozen=True)
-class Access:
-    """Who may do what (the ``web`` config's auth keys)."""
+class Rules:
+    """Who may do what (the ``web`` config's auth keys); :func:`auth.access` applies them."""
 
-    password_file: Any  # Path
+    password_file: Path
     token: str
     anonymous_writes: bool
     protect_reads: bool
@@ -95,7 +96,7 @@ def _credentials(request: Request) -> auth.Credentials:
     )
 
 
-def build_app(parts: Parts, rules: Access, stopping: threading.Event) -> Starlette:
+def build_app(parts: Parts, rules: Rules, stopping: threading.Event) -> Starlette:
     """The ASGI app; ``stopping`` ends the endless streams when the server stops."""
 
     def allowed(request: Request) -> auth.Access:

@@ -15,7 +15,7 @@ import threading
 import uvicorn
 
 from edgeknn.errors import WebError
-from edgeknn.web.app import Access, Parts, build_app
+from edgeknn.web.app import Parts, Rules, build_app
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 class WebServer:
     """Serves ``parts`` on ``host:port`` (port 0: any free port; see :attr:`port`)."""
 
-    def __init__(self, parts: Parts, rules: Access, *, host: str, port: int) -> None:
+    def __init__(self, parts: Parts, rules: Rules, *, host: str, port: int) -> None:
         self._stopping = threading.Event()
         self._app = build_app(parts, rules, self._stopping)
         self.host = host
@@ -53,7 +53,8 @@ class WebServer:
         sock.setblocking(False)
         self._socket = sock
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self._app, log_level="warning", access_log=False, lifespan="off",
+        # log_config=None: uvicorn's messages go through the service's own logging set-up
+        config = uvicorn.Config(self._app, log_config=None, log_level="warning", access_log=False, lifespan="off",
                                 timeout_graceful_shutdown=1, proxy_headers=True,
                                 forwarded_allow_ips="127.0.0.1")
         self._server = uvicorn.Server(config)

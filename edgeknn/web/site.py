@@ -9,7 +9,7 @@ from edgeknn.config import WebConfig
 from edgeknn.mqtt.commands import CommandTarget
 from edgeknn.results import Detection
 from edgeknn.store import Store
-from edgeknn.web.app import Access, Parts
+from edgeknn.web.app import Parts, Rules
 from edgeknn.web.frames import JpegFrames
 from edgeknn.web.live import LiveView, Status
 from edgeknn.web.metrics import Metrics
@@ -27,7 +27,7 @@ class WebSite:
         self.frames = JpegFrames(lambda: frames.latest, max_fps=config.stream_fps,
                                  max_side=config.stream_size, quality=config.jpeg_quality)
         parts = Parts(target, store, self.frames, self.live, status, self.metrics, hold_time, record_rate)
-        rules = Access(config.password_file, config.token, config.anonymous_writes,
+        rules = Rules(config.password_file, config.token, config.anonymous_writes,
                        config.protect_reads, config.secure_cookie)
         self.server = WebServer(parts, rules, host=config.host, port=config.port)
 

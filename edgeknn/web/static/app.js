@@ -60,7 +60,8 @@ $("#login").addEventListener("submit", async (event) => {
   $("#password").value = "";
   if (!reply.ok) { say(reply.error, true); return; }
   say("");
-  await loadSession();
+  const session = await loadSession();
+  if (session.can_read) start();
   refreshAllThumbs();
 });
 
@@ -285,8 +286,11 @@ function showStatus(s) {
 
 // ----- start -------------------------------------------------------------------
 
-function listen() {
-  const events = new EventSource("/api/events");
+let events = null;
+
+function start() {  // the live parts, once reading is allowed
+  if (events) return;
+  events = new EventSource("/api/events");
   events.addEventListener("prediction", (e) => showPrediction(JSON.parse(e.data)));
   events.addEventListener("classes", (e) => {
     state.counts = JSON.parse(e.data);
@@ -294,12 +298,11 @@ function listen() {
     renderClasses();
   });
   events.addEventListener("status", (e) => showStatus(JSON.parse(e.data)));
+  showLive(!document.hidden);
+  document.addEventListener("visibilitychange", () => showLive(!document.hidden));
 }
 
 window.addEventListener("load", async () => {
   const session = await loadSession();
-  if (!session.can_read) { say("Log in to see this device.", true); return; }
-  listen();
-  showLive(!document.hidden);
-  document.addEventListener("visibilitychange", () => showLive(!document.hidden));
+  if (session.can_read) start(); else say("Log in to see this device.", true);
 });
