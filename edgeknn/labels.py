@@ -10,6 +10,14 @@ MAX_LABEL_LENGTH = 64
 # '/', '+' and '#' are MQTT topic separators and wildcards; labels travel in
 # topics (Home Assistant discovery) so they may not contain them.
 FORBIDDEN = frozenset("/+#")
+# The same rule as a regular expression, for forms that check a label before
+# sending it (Home Assistant's "Teach new class" text entity).  It is written
+# to mean the same in Python and in a browser's pattern attribute (v flag:
+# '/' escaped); it knows only the ASCII and C1 control characters, so
+# validate_label stays the rule and this a first check.
+_ANY = r"[^\/+#\x00-\x1f\x7f-\x9f]"
+_EDGE = r"[^\s\/+#\x00-\x1f\x7f-\x9f]"
+LABEL_PATTERN = rf"^(?=.{{1,{MAX_LABEL_LENGTH}}}$){_EDGE}(?:{_ANY}*{_EDGE})?$"
 
 
 def validate_label(label: object, what: str = "label") -> str:

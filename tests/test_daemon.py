@@ -209,7 +209,7 @@ level = "info"
 """)
 
 
-def test_the_service_stops_on_sigterm_within_5_s_and_says_offline(tmp_path, mosquitto, listen):
+def test_the_service_reloads_on_sighup_and_stops_on_sigterm_within_5_s_saying_offline(tmp_path, mosquitto, listen):
     import os
     import signal
     import subprocess
@@ -224,13 +224,21 @@ def test_the_service_stops_on_sigterm_within_5_s_and_says_offline(tmp_path, mosq
     try:
         watch.wait_for("edgeknn/testpi/status", b"online")
         wait_until(lambda: len(predictions(watch)) >= 2, what="predictions from the service")
+        photo = base64.b64encode((IMAGES / "imprinting" / "cat_train_0.bmp").read_bytes()).decode()
+        command(watch, "add", {"id": "teach", "label": "cat", "image": photo})
+        assert reply_to(watch, "teach")["ok"] is True
+        wait_until(lambda: predictions(watch)[-1]["label"] == "cat", what="synthetic frames called cat")
+        assert predictions(watch)[-1]["unknown"] is False
 
-        write_config(config, tmp_path, mosquitto, "[classifier]\nk = 5\n[pipeline]\nprediction_interval = 2.0\n")
+        # SIGHUP: a synthetic frame is nothing like the cat photo (similarity far below 0.999),
+        # and an unchanged label is now repeated only once an hour
+        write_config(config, tmp_path, mosquitto,
+                     "[classifier]\nunknown_threshold = 0.999\n[pipeline]\nprediction_interval = 3600\n")
         proc.send_signal(signal.SIGHUP)
-        time.sleep(1.0)
+        wait_until(lambda: predictions(watch)[-1]["unknown"] is True, what="the new threshold to apply")
         seen = len(predictions(watch))
-        time.sleep(1.5)
-        assert len(predictions(watch)) - seen <= 2  # the new interval took effect
+        time.sleep(1.5)  # 20 frames at 15 fps, all unknown: nothing new to say
+        assert len(predictions(watch)) == seen
 
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)

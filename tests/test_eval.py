@@ -11,14 +11,22 @@ from edgeknn.errors import DatasetError
 from edgeknn.tools.evaluation import split
 
 
-@pytest.mark.parametrize("dataset", ["flower_photos", "sign_language_digits", "hymenoptera"])
-def test_edgeknn_beats_plain_knn_at_five_shots(capsys, dataset):
-    assert main(["eval", str(DATASETS / dataset), "--shots", "5", "--seeds", "10", "--json"]) == 0
+# Accuracy over seeds 0..9 (5 examples per class drawn by each), edgeknn's method minus
+# plain k=3 KNN, as measured on the CPU: flowers +3.5 points, sign language +4.3,
+# hymenoptera +0.6.  Each test asserts about half its lead; hymenoptera's lead is smaller
+# than the spread between seeds (-3.9..+3.9 points), so there edgeknn must only not lose.
+@pytest.mark.slow
+@pytest.mark.parametrize(("dataset", "margin"), [
+    ("flower_photos", 0.015), ("sign_language_digits", 0.02), ("hymenoptera", 0.0),
+])
+def test_edgeknn_beats_plain_knn_at_five_shots(capsys, dataset, margin):
+    assert main(["eval", str(DATASETS / dataset), "--shots", "5", "--seed", "0", "--seeds", "10", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     methods = report["methods"]
     assert set(methods) == {"edgeknn", "knn-3", "class-mean"}
+    assert report["seeds"] == list(range(10))
     ours, knn = methods["edgeknn"], methods["knn-3"]
-    assert ours["accuracy"] > knn["accuracy"], methods
+    assert ours["accuracy"] - knn["accuracy"] >= margin, methods
     assert len(ours["per_seed"]) == 10
     assert len(ours["confusion"]) == len(report["classes"])
     # every query is counted once per seed
@@ -26,6 +34,7 @@ def test_edgeknn_beats_plain_knn_at_five_shots(capsys, dataset):
     assert n_queries == sum(map(sum, knn["confusion"]))
 
 
+@pytest.mark.slow  # embeds the whole dataset (240 images)
 def test_the_report_prints_all_three_methods_per_class_and_confusion(capsys):
     assert main(["eval", str(DATASETS / "hymenoptera"), "--shots", "3", "--seeds", "2"]) == 0
     out = capsys.readouterr().out

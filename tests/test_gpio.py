@@ -367,10 +367,19 @@ def test_close_gives_up_on_a_stuck_on_add_and_still_releases_pins(factory, open_
     )
 
 
-def test_close_twice_is_harmless(open_panel):
+def test_after_close_twice_the_pins_are_free_and_late_predictions_light_nothing(factory, open_panel):
+    # The daemon closes the panel while the processing loop may still show a prediction.
     panel = open_panel()
     panel.close()
     panel.close()
+    panel.show_prediction("cat")  # neither raises nor lights a released pin
+    panel.show_error()
+    assert not factory.pin(CAT_LED).state
+    assert not any(thread.name == WORKER for thread in threading.enumerate())
+    for pin in (CAT, DOG, CLEAR):
+        Button(pin, pin_factory=factory).close()  # GPIOPinInUse if the panel still held it
+    for pin in (CAT_LED, DOG_LED, STATUS_LED):
+        LED(pin, pin_factory=factory).close()
 
 
 # -- settings and pins ----------------------------------------------------------

@@ -22,6 +22,7 @@ from edgeknn.cli import (  # noqa: E402
     detect,
     doctor,
     eval_cmd,
+    ha_cmd,
     models_cmd,
     run,
     store_cmd,
@@ -30,7 +31,7 @@ from edgeknn.cli import (  # noqa: E402
 from edgeknn.errors import EdgeKnnError
 
 LOG_LEVELS = ["debug", "info", "warning", "error"]
-COMMAND_MODULES = (run, teach, eval_cmd, store_cmd, models_cmd, detect, config_cmd, doctor, bench)
+COMMAND_MODULES = (run, teach, eval_cmd, store_cmd, models_cmd, detect, config_cmd, ha_cmd, doctor, bench)
 
 EPILOG = """examples:
   edgeknn teach photos/            # one sub-folder per class

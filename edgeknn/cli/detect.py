@@ -5,23 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeknn.cli.common import Progress, add_model_args
 from edgeknn.images import load_image
 from edgeknn.mqtt.payloads import detection_dict
-from edgeknn.tools.annotations import AnnotatedImage, load_annotations, with_size
-from edgeknn.tools.detection_eval import (
-    CocoMetrics,
-    GroundTruthBox,
-    LabelMatch,
-    ScoredBox,
-    evaluate,
-    match_labels,
-    parse_class_map,
-)
 from edgeknn.vision.detector import Detector
 from edgeknn.vision.engines import build_detector
+
+if TYPE_CHECKING:  # the tools load only when eval-detector runs, never for `edgeknn run`
+    from edgeknn.tools.annotations import AnnotatedImage
+    from edgeknn.tools.detection_eval import CocoMetrics, GroundTruthBox, LabelMatch, ScoredBox
 
 DETECT_EPILOG = """examples:
   edgeknn detect photo.jpg
@@ -128,6 +122,9 @@ def run_detect(args: argparse.Namespace) -> int:
 
 
 def run_eval_detector(args: argparse.Namespace) -> int:
+    from edgeknn.tools.annotations import load_annotations
+    from edgeknn.tools.detection_eval import evaluate, match_labels, parse_class_map
+
     items = load_annotations(args.annotations, args.images)
     class_map = parse_class_map(args.class_map)
     detector = _detector_from_args(args, threshold=args.threshold, max_detections=100)
@@ -153,6 +150,9 @@ def detect_annotated(
 ) -> tuple[list[GroundTruthBox], list[ScoredBox]]:
     """Run the detector on every annotated image: ground truth and detections, in pixels,
     with class names matched, each box's image named by its index in ``items``."""
+    from edgeknn.tools.annotations import with_size
+    from edgeknn.tools.detection_eval import GroundTruthBox, ScoredBox
+
     truth: list[GroundTruthBox] = []
     found: list[ScoredBox] = []
     for index, item in enumerate(items):

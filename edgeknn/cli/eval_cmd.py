@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,7 +14,9 @@ from edgeknn.cli.common import Progress, add_embedder_args, embedder_from_args
 from edgeknn.dataset import load_dataset
 from edgeknn.errors import EdgeKnnError, ImageError
 from edgeknn.images import load_image
-from edgeknn.tools.evaluation import MethodResult, evaluate
+
+if TYPE_CHECKING:  # the tools load only when eval runs, never for `edgeknn run`
+    from edgeknn.tools.evaluation import MethodResult
 
 EPILOG = """examples:
   edgeknn eval datasets/flower_photos --shots 5
@@ -44,6 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    from edgeknn.tools.evaluation import evaluate
+
     if args.shots < 1 or args.seeds < 1 or args.k < 1:
         raise EdgeKnnError("--shots, --seeds and --k must be at least 1")
     classes = load_dataset(args.dataset)

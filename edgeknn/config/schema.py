@@ -218,6 +218,19 @@ class DetectorConfig:
 
 
 @dataclass(frozen=True)
+class HomeAssistantConfig:
+    enabled: bool = setting(True, "announce the camera to Home Assistant (MQTT discovery)")
+    prefix: str = setting("homeassistant", "Home Assistant's discovery prefix", check=checks.topic)
+    name: str = setting("", "the device name in Home Assistant; empty = the device id")
+    snapshot_interval: float = setting(10.0, "least seconds between snapshots sent when the label "
+                                       "changes; 0 = none", min=0.0, max=86400.0)
+
+    def problems(self, at: At) -> Iterator[str]:
+        if not self.prefix:
+            yield f"{at('prefix')}: expected a topic such as \"homeassistant\", got \"\""
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = setting("info", "log verbosity", choices=LOG_LEVELS)
 
@@ -237,6 +250,7 @@ class Config:
     mqtt: MqttConfig = section(MqttConfig)
     gpio: GpioConfig = section(GpioConfig)
     detector: DetectorConfig = section(DetectorConfig)
+    homeassistant: HomeAssistantConfig = section(HomeAssistantConfig)
     logging: LoggingConfig = section(LoggingConfig)
 
     @classmethod

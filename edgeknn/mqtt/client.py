@@ -40,6 +40,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edgeknn.errors import CommandError, ConfigError
@@ -84,12 +85,16 @@ class MqttClient:
     def __init__(self, settings: MqttSettings, topics: Topics, *,
                  on_connected: Callable[[], None] | None = None,
                  max_command_bytes: int = MAX_PAYLOAD_BYTES,
-                 command_backlog: int = 64) -> None:
+                 command_backlog: int = 64, announce_status: bool = True) -> None:
         self._settings = settings
         self._topics = topics
         self._on_connected = on_connected
+        # False for a short-lived helper (edgeknn ha remove) beside a running service:
+        # no online/offline and no Last Will on the service's status topic.
+        self._announce_status = announce_status
         self._max_command_bytes = max_command_bytes
         self._handler: CommandHandler | None = None
+        self._watched: dict[str, Callable[[bytes, bool], None]] = {}
         self._lock = threading.Lock()  # guards the outbox and the hand-over to paho
         self._outbox: deque[_Message] = deque()
         self._dropped = 0
@@ -105,6 +110,12 @@ class MqttClient:
     def on_command(self, handler: CommandHandler) -> None:
         """Route ``<base>/cmd/<verb>`` requests to ``handler`` (set before start)."""
         self._handler = handler
+
+    def watch(self, topic: str, handler: Callable[[bytes, bool], None]) -> None:
+        """Subscribe to ``topic`` on every connect and pass each message to
+        ``handler(payload, retained)`` (set before start; it runs on paho's network
+        thread, so it must be quick: Home Assistant's status starts a timer)."""
+        self._watched[topic] = handler
 
     @property
     def is_connected(self) -> bool:
@@ -151,7 +162,8 @@ class MqttClient:
             client.username_pw_set(s.username, s.password)
         if s.tls.enabled:
             self._configure_tls(client)
-        client.will_set(self._topics.status, OFFLINE, qos=s.qos.status, retain=True)
+        if self._announce_status:
+            client.will_set(self._topics.status, OFFLINE, qos=s.qos.status, retain=True)
         # paho's own queue only holds QoS>0 messages in flight when the link drops.
         client.max_queued_messages_set(s.max_queued)
         client.reconnect_delay_set(s.reconnect_min, s.reconnect_max)  # type: ignore[arg-type]
@@ -188,7 +200,7 @@ class MqttClient:
             if self._outbox:
                 log.info("dropping %d MQTT messages never sent to the broker", len(self._outbox))
                 self._outbox.clear()
-        if was_connected:
+        if was_connected and self._announce_status:
             info = client.publish(self._topics.status, OFFLINE, self._settings.qos.status, True)
             try:
                 info.wait_for_publish(timeout)
@@ -250,8 +262,8 @@ class MqttClient:
 
     # -- paho callbacks (on paho's network thread; they must never raise) -----
 
-    def _handle_connect(self, client: mqtt.Client, userdata: Any, flags: Any,
-                        reason_code: Any, properties: Any) -> None:
+    def _handle_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
+                        reason_code: ReasonCode, properties: Properties | None) -> None:
         if reason_code.is_failure:
             log.warning("MQTT broker %s:%d refused the connection: %s",
                         self._settings.host, self._settings.port, reason_code)
@@ -260,7 +272,10 @@ class MqttClient:
         log.info("connected to MQTT broker %s:%d", self._settings.host, self._settings.port)
         options = SubscribeOptions(qos=self._settings.qos.commands, noLocal=True)
         client.subscribe(self._topics.cmd_wildcard, options=options)
-        client.publish(self._topics.status, ONLINE, self._settings.qos.status, True)
+        for topic in self._watched:  # without noLocal: our own retained config is read back too
+            client.subscribe(topic, options=SubscribeOptions(qos=self._settings.qos.commands))
+        if self._announce_status:
+            client.publish(self._topics.status, ONLINE, self._settings.qos.status, True)
         if self._on_connected is not None:
             try:
                 self._on_connected()
@@ -277,8 +292,8 @@ class MqttClient:
         log.debug("MQTT broker %s:%d unreachable; retrying",
                   self._settings.host, self._settings.port)
 
-    def _handle_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any,
-                           reason_code: Any, properties: Any) -> None:
+    def _handle_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
+                           reason_code: ReasonCode, properties: Properties | None) -> None:
         # No lock here: paho may call this while holding its own locks.
         self._connected = False
         if not self._stopping.is_set():
@@ -295,6 +310,9 @@ class MqttClient:
     # -- commands --------------------------------------------------------------
 
     def _receive(self, message: mqtt.MQTTMessage) -> None:
+        if (watcher := self._watched.get(message.topic)) is not None:
+            watcher(bytes(message.payload), bool(message.retain))
+            return
         verb = self._topics.verb_from_topic(message.topic)
         if verb is None:  # <base>/cmd/result: replies, ours or another's
             return

@@ -100,23 +100,27 @@ FIELDS: dict[str, frozenset[str]] = {
 VERBS = tuple(sorted(FIELDS))
 
 
+Reply = dict[str, object]
+"""A reply's result fields: JSON-ready values (str, numbers, bool, None, lists and dicts of them)."""
+
+
 class CommandTarget(Protocol):
     """What commands act on (the daemon's store and camera).  Each returns the
     reply's result fields, e.g. ``{"example_ids": [...], "counts": {...}}``, and
     raises an EdgeKnnError (UnknownLabel, UnknownExample, ...) to refuse."""
 
     def add(self, label: str, count: int, image: np.ndarray | None,
-            target: str) -> dict[str, Any]: ...
+            target: str) -> Reply: ...
 
-    def remove_label(self, label: str) -> dict[str, Any]: ...
+    def remove_label(self, label: str) -> Reply: ...
 
-    def remove_example(self, example_id: int) -> dict[str, Any]: ...
+    def remove_example(self, example_id: int) -> Reply: ...
 
-    def clear(self) -> dict[str, Any]: ...
+    def clear(self) -> Reply: ...
 
-    def rename(self, old: str, new: str) -> dict[str, Any]: ...
+    def rename(self, old: str, new: str) -> Reply: ...
 
-    def snapshot(self) -> dict[str, Any]: ...
+    def snapshot(self) -> Reply: ...
 
 
 # -- parsing ---------------------------------------------------------------
@@ -290,7 +294,7 @@ def parse_command(verb: str, payload: bytes, max_bytes: int = MAX_PAYLOAD_BYTES)
 
 # -- dispatch and replies --------------------------------------------------
 
-def dispatch(command: Command, target: CommandTarget) -> dict[str, Any]:
+def dispatch(command: Command, target: CommandTarget) -> Reply:
     """Carry out a parsed command; the target's result fields (never None)."""
     match command:
         case AddCommand():
@@ -356,7 +360,7 @@ def handle_message(verb: str, payload: bytes, target: CommandTarget,
     try:
         command = parse_command(verb, payload, max_bytes)
         request_id = command.request_id
-        return result_payload(verb, request_id, True, **dispatch(command, target))
+        return result_payload(verb, request_id, True, None, **dispatch(command, target))
     except EdgeKnnError as exc:
         if request_id is None:
             request_id = peek_id(payload, max_bytes)

@@ -18,7 +18,6 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from edgeknn.mqtt import Publisher, QosSettings
 from edgeknn.mqtt.topics import Topics
@@ -50,7 +49,7 @@ class DeviceState:
     status: str = "ok"  # "ok" or the first failed part: "camera: failed: <reason>"
 
 
-def to_json(obj: Any) -> bytes:
+def to_json(obj: object) -> bytes:
     """Strict JSON as UTF-8 bytes; labels stay readable, NaN is refused."""
     text = json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     try:
@@ -71,7 +70,7 @@ def iso_timestamp(seconds: float) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def prediction_dict(prediction: Prediction) -> dict[str, Any]:
+def prediction_dict(prediction: Prediction) -> dict[str, object]:
     """A prediction as a JSON-ready dict (also used for a detection's "class")."""
     return {
         "label": prediction.label,
@@ -122,9 +121,17 @@ def state_payload(state: DeviceState) -> bytes:
     })
 
 
-def detection_dict(detection: Detection) -> dict[str, Any]:
+UNKNOWN_EVENT = "unknown"  # the event type when the camera stops recognising a class
+
+
+def event_payload(label: str | None, confidence: float) -> bytes:
+    """``<base>/event``: the recognised label changed (None: to unknown)."""
+    return to_json({"event_type": UNKNOWN_EVENT if label is None else label, "confidence": rounded(confidence)})
+
+
+def detection_dict(detection: Detection) -> dict[str, object]:
     box = detection.box
-    body: dict[str, Any] = {
+    body: dict[str, object] = {
         "label": detection.label,
         "score": rounded(detection.score),
         "box": {
@@ -161,6 +168,17 @@ class Announcer:
         self._publisher = publisher
         self._topics = topics
         self._qos = qos or QosSettings()
+        self._recognised: str | None = None
+
+    def recognised(self, prediction: Prediction) -> bool:
+        """Publish an event if the (smoothed) label changed since the last call; say if it did."""
+        label = None if prediction.unknown else prediction.label
+        if label == self._recognised:
+            return False
+        self._recognised = label
+        self._publisher.publish(self._topics.event, event_payload(label, prediction.confidence),
+                                self._qos.prediction, False)
+        return True
 
     def prediction(self, prediction: Prediction, frame: Frame, latency_ms: float) -> None:
         payload = prediction_payload(prediction, frame, latency_ms)

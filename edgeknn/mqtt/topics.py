@@ -7,6 +7,7 @@
     <base>/stats         fps, latencies, backend, store size, retained
     <base>/snapshot      the current frame as JPEG bytes
     <base>/detections    one JSON per detected frame
+    <base>/event         {"event_type": label or "unknown", "confidence"} when the label changes
     <base>/cmd/<verb>    requests: add, remove, clear, rename, snapshot
     <base>/cmd/result    the replies (unless a request names an MQTT v5 response topic)
 
@@ -97,6 +98,10 @@ class Topics:
     @property
     def detections(self) -> str:
         return f"{self.base}/detections"
+
+    @property
+    def event(self) -> str:
+        return f"{self.base}/event"
 
     @property
     def cmd_result(self) -> str:

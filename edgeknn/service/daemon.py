@@ -19,22 +19,29 @@ import time
 from collections.abc import Callable
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from edgeknn.cameras import Backoff, RetryingCamera, make_camera
+from edgeknn.cameras import Backoff, Camera, RetryingCamera, make_camera
 from edgeknn.config import Config, load_config
 from edgeknn.errors import ConfigError, EdgeKnnError
-from edgeknn.mqtt import MqttSettings, NullPublisher, QosSettings, TlsSettings
+from edgeknn.mqtt import MqttSettings, NullPublisher, Publisher, QosSettings, TlsSettings
 from edgeknn.mqtt.payloads import Announcer, DeviceState, Stats
 from edgeknn.mqtt.topics import Topics
+from edgeknn.results import Frame, Prediction
+from edgeknn.service import homeassistant
 from edgeknn.service.detection_stage import DetectionStage
+from edgeknn.service.engine import ClassifierSettings, Engine
 from edgeknn.service.fresh import FreshFrames
 from edgeknn.service.health import Change, Health, HealthPolicy
 from edgeknn.service.pipeline import CaptureThread, FrameSlot, LoopSettings, Processed, Processor
 from edgeknn.service.systemd import Notifier
-from edgeknn.service.teacher import ClassifierSettings, Engine, Teacher
+from edgeknn.service.teacher import Teacher
 from edgeknn.store import Store
 from edgeknn.vision.engines import build_detector, build_embedder
+
+if TYPE_CHECKING:  # imported when used, so that paho and gpiozero load only if enabled
+    from edgeknn.gpio import ButtonPanel
+    from edgeknn.mqtt.client import MqttClient
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +90,7 @@ STATUS_INTERVAL = 5.0  # seconds between STATUS= updates while nothing changes
 class Daemon:
     """The running application.  ``pin_factory`` and ``camera`` are injectable for tests."""
 
-    def __init__(self, config: Config, *, pin_factory: Any = None, camera: Any = None,
+    def __init__(self, config: Config, *, pin_factory: Any = None, camera: Camera | None = None,
                  config_path: Path | None = None, notifier: Notifier | None = None,
                  open_embedder: Callable[..., Any] = build_embedder) -> None:
         self.config = config
@@ -92,12 +99,13 @@ class Daemon:
         self.reload_event = threading.Event()
         self.notifier = notifier or Notifier()
         self.health = Health(health_policy(config))
+        self.fresh_frames: FreshFrames | None = None
         self._open_embedder = open_embedder
         self.slot = FrameSlot()
         self.device = device_id(config)
         self.topics = Topics.for_device(self.device, config.mqtt.base_topic or None)
         self._pin_factory = pin_factory
-        self._own_factory: Any = None  # a pin factory we opened, and must close
+        self._own_factory: Any = None  # a gpiozero pin factory we opened, and must close
         self._camera_override = camera
         self.started = time.monotonic()
         self.failure: str | None = None  # why the daemon stopped by itself, if it did
@@ -106,12 +114,13 @@ class Daemon:
         self.announcer: Announcer | None = None
         self.camera: RetryingCamera | None = None
         self.capture: CaptureThread | None = None
-        self.mqtt: Any = None
-        self.panel: Any = None
+        self.mqtt: MqttClient | None = None
+        self.panel: ButtonPanel | None = None
         self.processor: Processor | None = None
         self.teacher: Teacher | None = None
         self.engine: Engine | None = None
         self.detection: DetectionStage | None = None
+        self.homeassistant: homeassistant.HomeAssistantLink | None = None
         self._processing: threading.Thread | None = None
 
     # ----- start -------------------------------------------------------------
@@ -124,13 +133,8 @@ class Daemon:
         store.bind(embedder.info.fingerprint, embedder.info.dim)
         log.info("embedder %s on %s (%d-d); store %s with %d examples",
                  embedder.info.tensor, embedder.info.backend, embedder.info.dim, store.path, len(store))
-        self.engine = Engine(embedder, store, classifier_settings(cfg))
-
-        settings = mqtt_settings(cfg, self.device)
-        publisher = self._start_mqtt(settings)
-        self.announcer = Announcer(publisher, self.topics, settings.qos)
-
         d = cfg.detector
+        detector = None
         if d.enabled:
             detector = build_detector(
                 d.model, labels=d.labels or None, edgetpu_model=d.edgetpu_model or None,
@@ -138,21 +142,30 @@ class Daemon:
                 models_dir=models_dir, mirror=mirror, threshold=d.threshold,
                 max_detections=d.max_detections, allow=frozenset(d.allow) or None, resize=d.resize,
             )
+            log.info("detector %s on %s", detector.opened.path.name, detector.opened.backend)
+        self.engine = Engine(embedder, store, classifier_settings(cfg), detector)
+
+        settings = mqtt_settings(cfg, self.device)
+        publisher = self._start_mqtt(settings)
+        self.announcer = Announcer(publisher, self.topics, settings.qos)
+        if d.enabled:
             self.detection = DetectionStage(
-                detector, self.announcer, self.engine if d.classify_objects else None,
+                self.engine, self.announcer, classify_objects=d.classify_objects,
                 every_n_frames=d.every_n_frames, max_rate=d.max_rate,
             )
-            log.info("detector %s on %s", detector.opened.path.name, detector.opened.backend)
 
-        self.teacher = Teacher(
-            self.engine, FreshFrames(self.slot, max_frame_age(cfg)), on_change=self._classes_changed,
-            find_object=self.detection.largest_object if self.detection else None,
+        self.fresh_frames = FreshFrames(self.slot, max_frame_age(cfg))
+        teacher = self.teacher = Teacher(
+            self.engine, self.fresh_frames, on_change=self._classes_changed,
             on_snapshot=self.announcer.snapshot, default_target=d.teach_target,
         )
+        self.homeassistant = homeassistant.connect(
+            cfg, self.device, self.mqtt, self.topics, classes=store.class_ids,
+            resend_states=self._announce_states, snapshot=self.teacher.snapshot)
         if self.mqtt is not None:
             from edgeknn.mqtt.commands import handle_message
 
-            self.mqtt.on_command(lambda verb, payload: handle_message(verb, payload, self.teacher))
+            self.mqtt.on_command(lambda verb, payload: handle_message(verb, payload, teacher))
             self.mqtt.start()
 
         self._start_camera()
@@ -164,8 +177,9 @@ class Daemon:
         self.processor = Processor(
             self.engine, smoothing=cfg.classifier.smoothing,
             prediction_interval=cfg.pipeline.prediction_interval,
-            announce=self.announcer.prediction, after_frame=hooks,
+            announce=self._announce_prediction, after_frame=hooks,
         )
+        self.health.begin()
         self._processing = threading.Thread(target=self._process, name="processing", daemon=True)
         self._processing.start()
         self._announce_all()
@@ -184,7 +198,7 @@ class Daemon:
         """Where the embedder runs: "edgetpu" or "cpu"."""
         return self.engine.embedder.info.backend if self.engine else "cpu"
 
-    def _start_mqtt(self, settings: MqttSettings) -> Any:
+    def _start_mqtt(self, settings: MqttSettings) -> Publisher:
         if not settings.enabled:
             log.info("mqtt disabled: nothing is published")
             return NullPublisher()
@@ -204,7 +218,7 @@ class Daemon:
             log.info("camera.lores is off while the detector runs")
             c = replace(c, lores=False)
         source = self._camera_override or make_camera(
-            c, self.engine.embedder.input_size, sleep=self.stop_event.wait
+            c, self.engine.embedder.info.input_size, sleep=self.stop_event.wait
         )
         self.camera = RetryingCamera(source, stop=self.stop_event, on_state=self._camera_state,
                                      backoff=Backoff(c.retry_initial, c.retry_max),
@@ -230,7 +244,7 @@ class Daemon:
         g = self.config.gpio
         from edgeknn.gpio import ButtonPanel, ButtonSpec, ClearButtonSpec, PanelSettings, open_pin_factory
 
-        def pin(value: int | str) -> Any:
+        def pin(value: int | str) -> int | str | None:
             return None if value == "" else value
 
         settings = PanelSettings(
@@ -263,7 +277,15 @@ class Daemon:
             p = done.prediction
             self.panel.show_prediction(None if p.unknown else p.label)
 
+    def _announce_prediction(self, prediction: Prediction, frame: Frame, latency_ms: float) -> None:
+        assert self.announcer is not None
+        self.announcer.prediction(prediction, frame, latency_ms)
+        if self.announcer.recognised(prediction) and self.homeassistant is not None:
+            self.homeassistant.label_changed()
+
     def _classes_changed(self, counts: dict[str, int]) -> None:
+        if self.homeassistant is not None:  # new entities and options before the class list
+            self.homeassistant.publish_config()
         if self.announcer is not None:
             self.announcer.classes(counts)
         if self.processor is not None:
@@ -335,7 +357,13 @@ class Daemon:
             inference=str(parts["inference"]), gpio=gpio, status=self.health.summary()))
 
     def _announce_all(self) -> None:
-        """What a subscriber needs after we (re)connect: classes, state, stats."""
+        """What a subscriber needs after we (re)connect: Home Assistant's config, then the rest."""
+        if self.homeassistant is not None:
+            self.homeassistant.publish_config()
+        self._announce_states()
+
+    def _announce_states(self) -> None:
+        """Classes, state and stats (all retained)."""
         if self.engine is None or self.announcer is None:
             return
         self.announcer.classes(self.engine.store.counts())
@@ -401,6 +429,9 @@ class Daemon:
             return
         assert self.engine is not None and self.processor is not None
         self.engine.classifier = classifier_settings(new)
+        self.health.policy = health_policy(new)
+        if self.fresh_frames is not None:
+            self.fresh_frames.max_age = max_frame_age(new)
         self.processor.configure(LoopSettings(new.classifier.smoothing, new.pipeline.prediction_interval))
         if self.log_level_given is None:
             logging.getLogger().setLevel(new.logging.level.upper())
@@ -433,12 +464,15 @@ class Daemon:
             return max(0.1, min(share, deadline - time.monotonic()))
 
         steps: list[tuple[str, Callable[[], object]]] = []
-        if self.panel is not None:
-            steps.append(("buttons", lambda: self.panel.close(timeout=left(1.5))))
+        panel, mqtt = self.panel, self.mqtt
+        if panel is not None:
+            steps.append(("buttons", lambda: panel.close(timeout=left(1.5))))
         if self._own_factory is not None:
             steps.append(("pin factory", self._own_factory.close))
-        if self.mqtt is not None:
-            steps.append(("mqtt", lambda: self.mqtt.stop(timeout=left(1.5))))
+        if self.homeassistant is not None:
+            steps.append(("home assistant", self.homeassistant.close))
+        if mqtt is not None:
+            steps.append(("mqtt", lambda: mqtt.stop(timeout=left(1.5))))
         if self.camera is not None:
             steps.append(("camera", self.camera.close))
         capture = self.capture

@@ -9,17 +9,18 @@ stop being seen, one message with an empty ``objects`` list says so.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
 import numpy as np
 
-from edgeknn.errors import ImageError
+from edgeknn.errors import DetectorError, ImageError
 from edgeknn.images import crop_region
+from edgeknn.mqtt.payloads import Announcer
 from edgeknn.results import Detection
+from edgeknn.service.engine import Engine
+from edgeknn.service.pipeline import Processed
 
 log = logging.getLogger(__name__)
 
@@ -51,29 +52,29 @@ def largest(detections: list[Detection]) -> Detection | None:
 
 
 class DetectionStage:
-    """``engine`` (teacher.Engine) is given when each object should be classified too."""
+    """Runs the engine's detector from the processing loop; see the module docstring.
 
-    def __init__(self, detector: Any, announcer: Any, engine: Any = None, *,
+    With ``classify_objects`` each object's crop is also embedded and classified
+    against the store (when it holds examples).
+    """
+
+    def __init__(self, engine: Engine, announcer: Announcer, *, classify_objects: bool = False,
                  every_n_frames: int = 1, max_rate: float = 0.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.detector = detector
-        self._announcer = announcer
+        if engine.detector is None:
+            raise DetectorError("the detection stage needs an engine with a detector")
         self._engine = engine
+        self._announcer = announcer
+        self._classify_objects = classify_objects
         self._gate = RateGate(every_n_frames, max_rate, clock)
+        self._clock = clock
         self._saw_objects = False
-        # The interpreter is not thread-safe: the processing loop detects, and a
-        # teach on "largest_object" (MQTT or button thread) detects too.
-        self._lock = threading.Lock()
         self.runs = 0
         self.seconds = 0.0
 
-    def _detect(self, image: np.ndarray) -> list[Detection]:
-        with self._lock:
-            return self.detector.detect(image)
-
     def detect(self, image: np.ndarray) -> list[Detection]:
-        found = self._detect(image)
-        if self._engine is not None and self._engine.store.counts():
+        found = self._engine.detect(image)
+        if self._classify_objects and self._engine.store.counts():
             found = [self._classified(image, d) for d in found]
         return found
 
@@ -85,11 +86,11 @@ class DetectionStage:
         _, prediction = self._engine.embed_and_predict(crop)
         return replace(detection, classification=prediction)
 
-    def on_frame(self, processed: Any) -> None:
+    def on_frame(self, processed: Processed) -> None:
         """The processing loop's hook: detect when due, publish what changed."""
         if not self._gate.due():
             return
-        started = time.perf_counter()
+        started = self._clock()
         frame = processed.frame
         found = self.detect(frame.image)
         if found or self._saw_objects:
@@ -97,9 +98,9 @@ class DetectionStage:
         self._saw_objects = bool(found)
         # runs and seconds: the detector's share of the loop, publishing included
         self.runs += 1
-        self.seconds += time.perf_counter() - started
+        self.seconds += self._clock() - started
 
     def largest_object(self, image: np.ndarray) -> tuple[int, int, int, int] | None:
-        """The pixel box of the largest detected object, for teaching on crops."""
-        best = largest(self._detect(image))
+        """The pixel box of the largest detected object."""
+        best = largest(self._engine.detect(image))
         return best.box_px if best else None

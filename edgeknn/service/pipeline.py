@@ -20,10 +20,11 @@ from typing import Protocol
 
 import numpy as np
 
-from edgeknn.cameras.base import EndOfStream
+from edgeknn.cameras.base import Camera, EndOfStream
 from edgeknn.classify import Smoother
 from edgeknn.errors import EdgeKnnError
 from edgeknn.results import Frame, Prediction
+from edgeknn.service.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ class CaptureThread:
     The camera is a RetryingCamera: opening and reading never raise but for the
     end of a stream; failures are retried with backoff and reported by it."""
 
-    def __init__(self, camera, slot: FrameSlot, stop: threading.Event) -> None:
+    def __init__(self, camera: Camera, slot: FrameSlot, stop: threading.Event) -> None:
         self._camera = camera
         self._slot = slot
         self._stop = stop
@@ -214,14 +215,15 @@ class LoopSettings:
 class Processor:
     """Embeds, predicts, smooths and publishes one frame at a time.
 
-    ``engine`` is the shared embedder/store access (see teacher.Engine);
-    ``announce`` publishes a prediction; ``after_frame`` hooks (detector, LEDs)
-    get every processed frame.  Other threads change it only through
-    :meth:`reset` and :meth:`configure`, which the processing thread applies
-    between frames.
+    ``engine`` is the models and the store (service/engine.py, which also
+    says which thread may call what); ``announce`` publishes a prediction;
+    ``after_frame`` hooks (detector, LEDs) get every processed frame.  Other
+    threads change it only through :meth:`reset` and :meth:`configure`, which
+    the processing thread applies between frames.  ``clock`` times everything
+    (publishing interval, latency, inference time, error reports).
     """
 
-    def __init__(self, engine, *, smoothing: int, prediction_interval: float,
+    def __init__(self, engine: Engine, *, smoothing: int, prediction_interval: float,
                  announce: Callable[[Prediction, Frame, float], None],
                  after_frame: list[Callable[[Processed], None]] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -234,7 +236,7 @@ class Processor:
         self._pending_lock = threading.Lock()
         self._pending_reset = False
         self._pending_settings: LoopSettings | None = None
-        self.errors = ErrorLog()
+        self.errors = ErrorLog(clock=clock)
         self.timings = Timings()
         self.processed = 0
 

@@ -1,11 +1,10 @@
 """Teaching while running: what buttons and MQTT commands do to the store.
 
-:class:`Engine` is the one place the embedder and the store are used from
-several threads (processing loop, MQTT command worker, button recorder): the
-interpreter is not thread-safe, so embedding is serialised by a lock.
-
 :class:`Teacher` implements the MQTT ``CommandTarget`` and the button
-callbacks; after every change it re-announces the class counts.
+callbacks; after every change it re-announces the class counts.  It embeds
+through the :class:`~edgeknn.service.engine.Engine` and takes frames from a
+:class:`~edgeknn.service.engine.FrameSource` (see the engine module for which
+thread may call what).
 """
 
 from __future__ import annotations
@@ -13,49 +12,20 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from edgeknn.errors import CameraError, EdgeKnnError
 from edgeknn.images import crop_region, encode_jpeg
-from edgeknn.results import Frame, Prediction
-from edgeknn.store import Store, make_example
-from edgeknn.vision.embedder import Embedder
+from edgeknn.mqtt.commands import Reply
+from edgeknn.results import Frame
+from edgeknn.service.detection_stage import largest
+from edgeknn.service.engine import Engine, FrameSource
+from edgeknn.store import make_example
 
 log = logging.getLogger(__name__)
 
 FRAME_WAIT = 5.0  # seconds to wait for a new camera frame when teaching from the camera
-
-
-@dataclass(frozen=True)
-class ClassifierSettings:
-    k: int = 3
-    method: str = "balanced"
-    threshold: float = 0.0
-
-
-class Engine:
-    """The embedder and the store, shared safely between threads."""
-
-    def __init__(self, embedder: Embedder, store: Store, classifier: ClassifierSettings) -> None:
-        self.embedder = embedder
-        self.store = store
-        self.classifier = classifier
-        self._lock = threading.Lock()
-
-    def embed(self, image: np.ndarray) -> np.ndarray:
-        with self._lock:
-            return self.embedder.embed(image)
-
-    def predict(self, embedding: np.ndarray) -> Prediction:
-        c = self.classifier
-        return self.store.predict(embedding, k=c.k, method=c.method, threshold=c.threshold)
-
-    def embed_and_predict(self, image: np.ndarray) -> tuple[np.ndarray, Prediction]:
-        embedding = self.embed(image)
-        return embedding, self.predict(embedding)
 
 
 class Teacher:
@@ -64,26 +34,28 @@ class Teacher:
     def __init__(
         self,
         engine: Engine,
-        frames: Any,  # pipeline.FrameSlot: .latest and .newer_than(index, timeout)
+        frames: FrameSource,
         *,
         on_change: Callable[[dict[str, int]], None],
-        find_object: Callable[[np.ndarray], tuple[int, int, int, int] | None] | None = None,
         on_snapshot: Callable[[bytes], None] | None = None,
         default_target: str = "frame",
+        frame_wait: float = FRAME_WAIT,
     ) -> None:
         self._engine = engine
         self._frames = frames
         self._on_change = on_change
-        self._find_object = find_object
         self._on_snapshot = on_snapshot
         self._default_target = default_target
+        self._frame_wait = frame_wait
         self._last_taught_index = -1
-        self._teach_lock = threading.Lock()  # one teaching action at a time
+        # One teaching request at a time (MQTT worker, button worker), so that two
+        # never take the same frame (engine module, rule 3).
+        self._teach_lock = threading.Lock()
 
     # ----- the CommandTarget ------------------------------------------------
 
     def add(self, label: str, count: int = 1, image: np.ndarray | None = None,
-            target: str | None = None) -> dict[str, Any]:
+            target: str | None = None) -> Reply:
         target = target or self._default_target
         with self._teach_lock:
             if image is not None:
@@ -98,23 +70,23 @@ class Teacher:
         log.info("taught %d example(s) of %r (%s, %s)", len(ids), label, source, target)
         return {"label": label, "example_ids": ids, "counts": counts}
 
-    def remove_label(self, label: str) -> dict[str, Any]:
+    def remove_label(self, label: str) -> Reply:
         removed = self._engine.store.clear_class(label)
         return {"label": label, "removed": removed, "counts": self._changed()}
 
-    def remove_example(self, example_id: int) -> dict[str, Any]:
+    def remove_example(self, example_id: int) -> Reply:
         label = self._engine.store.remove(example_id)
         return {"example_id": example_id, "label": label, "removed": 1, "counts": self._changed()}
 
-    def clear(self) -> dict[str, Any]:
+    def clear(self) -> Reply:
         removed = self._engine.store.clear()
         return {"removed": removed, "counts": self._changed()}
 
-    def rename(self, old: str, new: str) -> dict[str, Any]:
+    def rename(self, old: str, new: str) -> Reply:
         moved = self._engine.store.rename(old, new)
         return {"from": old, "to": new, "moved": moved, "counts": self._changed()}
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> Reply:
         frame = self._frames.latest
         if frame is None:
             raise CameraError("no camera frame yet; is the camera working? (see the state topic)")
@@ -140,11 +112,11 @@ class Teacher:
         frames: list[Frame] = []
         after = self._last_taught_index
         for _ in range(count):
-            frame = self._frames.newer_than(after, FRAME_WAIT)
+            frame = self._frames.newer_than(after, self._frame_wait)
             if frame is None:
                 if frames:
                     break  # the camera stopped mid-way: teach what we have
-                raise CameraError(f"no new camera frame within {FRAME_WAIT:.0f} s; is the camera working?")
+                raise CameraError(f"no new camera frame within {self._frame_wait:g} s; is the camera working?")
             frames.append(frame)
             after = frame.index
         self._last_taught_index = after
@@ -155,12 +127,12 @@ class Teacher:
             return image
         if target != "largest_object":
             raise EdgeKnnError(f"target {target!r} is not one of frame, largest_object")
-        if self._find_object is None:
+        if self._engine.detector is None:
             raise EdgeKnnError("target largest_object needs the detector: set [detector] enabled = true")
-        box = self._find_object(image)
-        if box is None:
+        best = largest(self._engine.detect(image))
+        if best is None:
             raise EdgeKnnError("target largest_object: the detector found no object in the frame")
-        return crop_region(image, box)
+        return crop_region(image, best.box_px)
 
     def _changed(self) -> dict[str, int]:
         counts = self._engine.store.counts()

@@ -41,7 +41,7 @@ from edgeknn.errors import (
 from edgeknn.images import encode_jpeg
 from edgeknn.labels import validate_label
 from edgeknn.results import Prediction
-from edgeknn.store import sqlite
+from edgeknn.store import classes, sqlite
 from edgeknn.store.matrix import DTYPE, Matrix
 
 THUMBNAIL_SIDE = 256  # px, longest side: enough to re-embed at 224
@@ -81,6 +81,8 @@ class Store:
         self._labels: list[str] = []
         self._code_of: dict[str, int] = {}
         self._matrix: Matrix | None = None
+        if not readonly:
+            classes.migrate(conn)  # stores made before class ids get them now
         self._load()
 
     # ----- opening ---------------------------------------------------------
@@ -314,6 +316,11 @@ class Store:
             m = self._matrix
             counts = np.bincount(m.codes[: m.n], minlength=len(self._labels))
             return {self._labels[c]: int(n) for c, n in enumerate(counts) if n}
+
+    def class_ids(self) -> dict[str, int]:
+        """``{label: stable id}``: an id survives renames and is never reused (see classes.py)."""
+        with self._lock:
+            return classes.ids(self._conn)
 
     def predict(
         self, embedding: np.ndarray, *, k: int = 3, method: str = "balanced", threshold: float = 0.0

@@ -32,6 +32,7 @@ from edgeknn.config import parse_config
 from edgeknn.images import fit, load_image
 from edgeknn.service.daemon import Daemon
 from edgeknn.tools.devbroker import LocalBroker
+from edgeknn.vision.detector import Detector
 from edgeknn.vision.engines import build_embedder
 
 
@@ -186,6 +187,7 @@ def _pass(frames: Path, store: Path, *, raw: float, seconds: float, threads: int
         det_seconds = (stage.seconds - start_det_s) if stage else 0.0
         latencies = listener.latencies()
         backend = daemon.engine.embedder.info.backend
+        opened_detector = daemon.engine.detector
     finally:
         listener.close()
         daemon.stop()
@@ -200,9 +202,10 @@ def _pass(frames: Path, store: Path, *, raw: float, seconds: float, threads: int
         "dropped_frames": daemon.slot.dropped,
     }
     if stage:
+        assert isinstance(opened_detector, Detector)  # the real one: its interpreter is timed alone
         result.update({
-            "detector_backend": stage.detector.opened.backend,
-            "detector_raw_invoke_fps": invoke_rate(stage.detector.opened.interpreter, min(seconds, 5.0)),
+            "detector_backend": opened_detector.opened.backend,
+            "detector_raw_invoke_fps": invoke_rate(opened_detector.opened.interpreter, min(seconds, 5.0)),
             "detector_fps": det_runs / elapsed,
             "detector_share": det_seconds / elapsed,
         })

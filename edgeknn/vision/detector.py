@@ -23,8 +23,8 @@ model file does not tell (no ``flatbuffers`` package), a class id the label
 file does not name is reported as ``id:<n>`` and logged once, never an error
 in the middle of a run.
 
-A :class:`Detector` owns one interpreter and is not thread-safe: call it from
-one thread (the processing loop).
+A :class:`Detector` owns one interpreter and is not thread-safe: one caller
+at a time (the service calls it only through its Engine: service/engine.py).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 
@@ -222,7 +222,7 @@ def read_postprocess_options(model: Path) -> PostProcessOptions | None:
     return None
 
 
-def _int_or_none(value: Any) -> int | None:
+def _int_or_none(value: object) -> int | None:
     return int(value) if isinstance(value, int | float) else None
 
 
@@ -288,6 +288,15 @@ def detections_from_outputs(
         found.append(Detection(label, class_id, score, box, px))
     found.sort(key=lambda d: -d.score)
     return found[:max_detections] if max_detections is not None else found
+
+
+class DetectorOptions(TypedDict, total=False):
+    """What may be passed on to :class:`Detector` by name (its defaults apply to the rest)."""
+
+    threshold: float
+    max_detections: int | None
+    allow: frozenset[str] | None
+    resize: str
 
 
 class Detector:
@@ -413,7 +422,7 @@ def open_detector(
     accelerator: str = "auto",
     device: str | None = None,
     threads: int | None = None,
-    **options: Any,
+    **options: Unpack[DetectorOptions],
 ) -> Detector:
     """Open a detector model and its label file; ``options`` go to :class:`Detector`."""
     label_map = labels if isinstance(labels, LabelMap) else read_labels(labels)

@@ -62,7 +62,8 @@ class EmbedderInfo:
 
 
 class Embedder:
-    """Runs one model; not thread-safe (one interpreter, one caller at a time)."""
+    """Runs one model; not thread-safe (one interpreter, one caller at a time: the
+    service calls it only through its Engine, service/engine.py)."""
 
     def __init__(
         self,

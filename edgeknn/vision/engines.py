@@ -7,10 +7,13 @@ the config and on the command line mean the same thing.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Unpack
 
 from edgeknn.vision import models
 from edgeknn.vision.embedder import Embedder, open_embedder
+
+if TYPE_CHECKING:
+    from edgeknn.vision.detector import Detector, DetectorOptions
 
 
 def _variants(
@@ -63,9 +66,10 @@ def build_detector(
     threads: int = 0,
     models_dir: Path | None = None,
     mirror: str | None = None,
-    **options: Any,
-) -> Any:
-    """A detector.Detector; ``options`` (threshold, max_detections, allow, resize) go to it."""
+    **options: Unpack[DetectorOptions],
+) -> Detector:
+    """A detector by name or path, with its label file (from the manifest unless given);
+    ``options`` (threshold, max_detections, allow, resize) go to it."""
     from edgeknn.vision.detector import open_detector
 
     name = model or models.default_model("detector").name

@@ -29,6 +29,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
@@ -73,7 +74,7 @@ class ModelInfo:
 
 # --------------------------------------------------------------------------- manifest
 
-def manifest_source() -> Any:
+def manifest_source() -> Traversable:
     """The packaged ``edgeknn/manifest.toml`` if installed from a wheel, else the repo's."""
     packaged = importlib.resources.files("edgeknn").joinpath("manifest.toml")
     if packaged.is_file():
@@ -83,7 +84,7 @@ def manifest_source() -> Any:
 
 def load_manifest(path: Path | None = None) -> dict[str, ModelInfo]:
     """Read and validate a manifest; every problem is a ModelError naming entry and key."""
-    source = manifest_source() if path is None else path
+    source: Traversable = manifest_source() if path is None else path
     try:
         text = source.read_text(encoding="utf-8")
     except OSError as exc:

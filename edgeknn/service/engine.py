@@ -1,0 +1,131 @@
+"""The engine: the models and the store that the service's threads share.
+
+What flows through it, and the seams a test (or another board) plugs into:
+
+    FrameSource --frames--> Embeds --embedding--> Store --Prediction-->
+                            Detects --detections--^ (crops, when objects are classified)
+
+:class:`Embeds`, :class:`Detects` and :class:`FrameSource` are the small
+interfaces the processing loop, the teacher and the detection stage are
+written against.  The real ones are :class:`~edgeknn.vision.embedder.Embedder`,
+:class:`~edgeknn.vision.detector.Detector` and
+:class:`~edgeknn.service.pipeline.FrameSlot`; the fakes in
+:mod:`edgeknn.vision.fake` stand beside them for tests.
+
+The locking rule
+----------------
+Five threads touch the models or the store: the processing loop (every
+frame), the MQTT command worker and the button worker (when they teach), the
+MQTT network thread (counts, on reconnecting) and the main thread (stats,
+SIGHUP).  The rule for them is written here and nowhere else:
+
+1. **The interpreters are called only through the Engine, under its one
+   lock.**  A LiteRT interpreter is not thread-safe, and the embedder and the
+   detector may share one Edge TPU, so :meth:`Engine.embed` and
+   :meth:`Engine.detect` run one inference at a time, whichever thread asks.
+   Nothing in the service calls ``Embedder.embed`` or ``Detector.detect``
+   directly.
+2. **The store guards itself.**  :class:`~edgeknn.store.Store` holds its own
+   lock around its database and search matrix, so any thread may call it.  The
+   Engine never calls the store while holding its lock, so the two locks never
+   nest and cannot deadlock.
+3. **Other shared state is handed over, not shared.**  Other threads change
+   the processing loop only through ``Processor.reset`` and
+   ``Processor.configure``, which it applies between frames; frames pass from
+   the capture thread through ``FrameSlot``; the Teacher takes one teaching
+   request at a time, so the MQTT and button workers never teach the same
+   frame.  The detection stage's state belongs to the processing loop alone.
+   The classifier settings are replaced whole (a frozen value) on SIGHUP; a
+   prediction reads them once and sees the old or the new, never a mix.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from edgeknn.errors import DetectorError
+from edgeknn.results import Detection, Frame, Prediction
+from edgeknn.store import Store
+from edgeknn.vision.embedder import EmbedderInfo
+
+
+class Embeds(Protocol):
+    """Image -> unit-length embedding (:class:`~edgeknn.vision.embedder.Embedder`)."""
+
+    @property
+    def info(self) -> EmbedderInfo: ...
+
+    def embed(self, image: np.ndarray) -> np.ndarray:
+        """An RGB uint8 image of any size -> float32 unit vector of ``info.dim``;
+        ModelError when the model fails to run."""
+        ...
+
+
+class Detects(Protocol):
+    """Image -> objects found in it (:class:`~edgeknn.vision.detector.Detector`)."""
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """Detections in ``image``'s coordinates, best first; DetectorError when it fails to run."""
+        ...
+
+
+class FrameSource(Protocol):
+    """Where the teacher takes camera frames from (:class:`~edgeknn.service.pipeline.FrameSlot`)."""
+
+    @property
+    def latest(self) -> Frame | None:
+        """The newest frame, or None before the first."""
+        ...
+
+    def newer_than(self, index: int, timeout: float) -> Frame | None:
+        """The newest frame with an index above ``index``, waiting up to ``timeout``; None if none came."""
+        ...
+
+
+@dataclass(frozen=True)
+class ClassifierSettings:
+    k: int = 3
+    method: str = "balanced"
+    threshold: float = 0.0
+
+
+class Engine:
+    """The embedder, the detector (if any) and the store, shared by the service's threads.
+
+    See the module docstring for who may call what.  ``classifier`` may be
+    replaced from any thread (SIGHUP); it is read once per prediction.
+    """
+
+    def __init__(self, embedder: Embeds, store: Store, classifier: ClassifierSettings,
+                 detector: Detects | None = None) -> None:
+        self.embedder = embedder
+        self.detector = detector
+        self.store = store
+        self.classifier = classifier
+        self._inference = threading.Lock()  # one interpreter call at a time (rule 1)
+
+    @property
+    def has_detector(self) -> bool:
+        return self.detector is not None
+
+    def embed(self, image: np.ndarray) -> np.ndarray:
+        with self._inference:
+            return self.embedder.embed(image)
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        if self.detector is None:
+            raise DetectorError("no detector is running: set [detector] enabled = true")
+        with self._inference:
+            return self.detector.detect(image)
+
+    def predict(self, embedding: np.ndarray) -> Prediction:
+        c = self.classifier
+        return self.store.predict(embedding, k=c.k, method=c.method, threshold=c.threshold)
+
+    def embed_and_predict(self, image: np.ndarray) -> tuple[np.ndarray, Prediction]:
+        embedding = self.embed(image)
+        return embedding, self.predict(embedding)
