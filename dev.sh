@@ -13,6 +13,9 @@ SHARED=${EDGEKNN_SHARED:-$ROOT/../shared}
 need_apt=()
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+# the web page's browser test drives Debian's chromium headless through its chromedriver
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 # The service under a real systemd (tests/test_nspawn_service.py): a debootstrapped
 # Debian 12 booted with systemd-nspawn, deployed over ssh.
 command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || need_apt+=(debootstrap)

@@ -160,14 +160,17 @@ def classify(
     class_sums: np.ndarray,
     examples: Examples,
     *,
-    k: int = 3,
-    method: str = "balanced",
-    threshold: float = 0.0,
+    k: int,
+    method: str,
+    threshold: float,
 ) -> Prediction:
     """Classify one query given its similarities to every stored example.
 
     ``class_sums[c]`` is the sum of class c's embeddings (kept up to date by
-    the store), from which the class means come.
+    the store), from which the class means come.  ``k``, ``method`` and
+    ``threshold`` have no defaults here: they are the ``[classifier]``
+    config's ``k``, ``method`` and ``unknown_threshold``, whose defaults and
+    ranges are stated there.
     """
     n_classes = len(examples.labels)
     if len(sims) == 0:

@@ -24,11 +24,14 @@ edgeknn, so callers never catch a vendor type.
     ├── StoreError                          the example store refuses or cannot do something
     │   ├── StoreCorrupt                        the store file is not a readable edgeknn store
     │   ├── FingerprintMismatch                 the store was built with another embedder
+    │   ├── StoreFull (OSError)                 no disk space left for an add
     │   ├── UnknownLabel (LookupError)
     │   └── UnknownExample (LookupError)
     ├── CameraError                         a camera cannot be opened or stopped delivering
     ├── GpioError                           no GPIO library works on this machine (the service runs on without buttons)
-    └── CommandError (ValueError)           an MQTT command is malformed
+    ├── CommandError (ValueError)           an MQTT command is malformed
+    ├── PasswordError (ValueError)          the web password is too short, or its file unusable
+    └── WebError (OSError)                  the web server cannot listen where it was asked to
 """
 
 from __future__ import annotations
@@ -106,6 +109,13 @@ class FingerprintMismatch(StoreError):
     """The store holds embeddings from another embedder."""
 
 
+class StoreFull(StoreError, OSError):
+    """The disk holding the store has no room for more examples."""
+
+    def __str__(self) -> str:  # OSError would format (errno, strerror)
+        return str(self.args[0]) if self.args else ""
+
+
 class UnknownLabel(StoreError, LookupError):
     """No class of that name in the store."""
 
@@ -131,3 +141,11 @@ class GpioError(EdgeKnnError):
 
 class CommandError(EdgeKnnError, ValueError):
     """An MQTT command is malformed; the message names the field."""
+
+
+class PasswordError(EdgeKnnError, ValueError):
+    """The web page's password is too short, or its file cannot be read or written."""
+
+
+class WebError(EdgeKnnError, OSError):
+    """The web server cannot listen where it was asked to."""

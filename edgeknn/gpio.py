@@ -45,17 +45,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpiozero import LED, Button, GPIOZeroError
 
-from edgeknn.errors import ConfigError, GpioError, LabelError
-from edgeknn.labels import validate_label
+from edgeknn.errors import ConfigError, GpioError
+
+if TYPE_CHECKING:
+    from edgeknn.config import GpioConfig
 
 log = logging.getLogger(__name__)
 
 PinSpec = int | str
-"""A BCM pin number, or a gpiozero pin name such as ``"GPIO17"`` or ``"BOARD11"``."""
+"""A BCM pin number, or a gpiozero pin name such as ``"GPIO17"`` or ``"BOARD11"``; "" is none."""
 
 
 @dataclass(frozen=True)
@@ -73,81 +75,6 @@ RECORDING_BLINK = Blink(0.2, 0.2)
 CLEAR_WARNING_BLINK = Blink(0.05, 0.05)
 ERROR_BLINK = Blink(0.05, 0.45)
 ERROR_SHOW_SECONDS = 3.0
-
-
-@dataclass(frozen=True)
-class ButtonSpec:
-    """A class button: a press teaches ``label``; ``led``, if set, lights when it is predicted."""
-
-    pin: PinSpec
-    label: str
-    led: PinSpec | None = None
-
-
-@dataclass(frozen=True)
-class ClearButtonSpec:
-    """The button that clears every example when held for ``hold_time`` seconds."""
-
-    pin: PinSpec
-    hold_time: float = 3.0
-
-
-@dataclass(frozen=True)
-class PanelSettings:
-    """What is wired where: the ``[gpio]`` config table, with "no pin" as None.
-
-    Validation here is of shapes and ranges only; whether a pin exists on this
-    board is known only to the pin factory, and :class:`ButtonPanel` reports
-    that, with the same key paths, when it opens the pins.
-    """
-
-    buttons: tuple[ButtonSpec, ...] = ()
-    clear_button: ClearButtonSpec | None = None
-    status_led: PinSpec | None = None
-    hold_time: float = 1.0
-    record_rate: float = 5.0
-    bounce_time: float | None = 0.05
-
-    def __post_init__(self) -> None:
-        _check_positive("gpio.hold_time", self.hold_time)
-        _check_positive("gpio.record_rate", self.record_rate)
-        if self.bounce_time is not None and not (_is_number(self.bounce_time) and self.bounce_time >= 0):
-            raise ConfigError(f"gpio.bounce_time: expected seconds >= 0, got {self.bounce_time!r}")
-        seen: dict[str, int] = {}
-        for i, spec in enumerate(self.buttons):
-            key = f"gpio.buttons[{i}]"
-            _check_pin(f"{key}.pin", spec.pin)
-            if spec.led is not None:
-                _check_pin(f"{key}.led", spec.led)
-            try:
-                validate_label(spec.label)
-            except LabelError as exc:
-                raise ConfigError(f"{key}.label: {exc}") from exc
-            if spec.label in seen:
-                first = f"gpio.buttons[{seen[spec.label]}]"
-                raise ConfigError(
-                    f"{key}.label: {spec.label!r} is already taught by {first}; give each button its own class"
-                )
-            seen[spec.label] = i
-        if self.clear_button is not None:
-            _check_pin("gpio.clear_button.pin", self.clear_button.pin)
-            _check_positive("gpio.clear_button.hold_time", self.clear_button.hold_time)
-        if self.status_led is not None:
-            _check_pin("gpio.status_led", self.status_led)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _check_positive(key: str, value: object) -> None:
-    if not (_is_number(value) and value > 0):  # type: ignore[operator]
-        raise ConfigError(f"{key}: expected a number > 0, got {value!r}")
-
-
-def _check_pin(key: str, pin: object) -> None:
-    if isinstance(pin, bool) or not ((isinstance(pin, int) and pin >= 0) or (isinstance(pin, str) and pin.strip())):
-        raise ConfigError(f"{key}: expected a BCM pin number like 17 or a name like 'GPIO17' or 'BOARD11', got {pin!r}")
 
 
 # gpiozero's own preference order, without "native": it pokes /dev/gpiomem
@@ -218,6 +145,12 @@ def why_factory_failed(exc: BaseException) -> str:
 class ButtonPanel:
     """Class buttons, a clear button and LEDs over gpiozero (see the module docstring).
 
+    ``config`` is the validated ``[gpio]`` section, used as it is: its rules
+    (pin names, one use per pin, one button per class, times) live in the
+    config schema, and a pin given as "" is not wired.  Whether a pin exists
+    on this board only the pin factory knows; that is reported, with the
+    pin's key path, when the panel opens it.
+
     ``on_add(label)`` and ``on_clear()`` are called on the panel's worker
     thread; an exception from either is logged and shown on the status LED,
     and the panel carries on.  ``pin_factory`` is a gpiozero pin factory (a
@@ -228,13 +161,13 @@ class ButtonPanel:
 
     def __init__(
         self,
-        settings: PanelSettings,
+        config: GpioConfig,
         *,
         on_add: Callable[[str], object],
         on_clear: Callable[[], object],
         pin_factory: Any = None,
     ) -> None:
-        self._settings = settings
+        self._config = config
         self._on_add = on_add
         self._on_clear = on_clear
         self._owns_factory = pin_factory is None
@@ -351,26 +284,27 @@ class ButtonPanel:
             pin,
             pull_up=True,
             # gpiozero takes None, not 0, for "no debounce".
-            bounce_time=self._settings.bounce_time or None,
+            bounce_time=self._config.bounce_time or None,
             hold_time=hold_time,
         )
         self._buttons.append(button)
         return button
 
     def _open_devices(self) -> None:
-        s = self._settings
-        if s.status_led is not None:
-            self._status_led = self._open("gpio.status_led", LED, s.status_led)
-        for i, spec in enumerate(s.buttons):
-            button = self._open_button(f"gpio.buttons[{i}].pin", spec.pin, s.hold_time)
+        c = self._config
+        if c.status_led != "":
+            self._status_led = self._open("gpio.status_led", LED, c.status_led)
+        for i, spec in enumerate(c.buttons):
+            button = self._open_button(f"gpio.buttons[{i}].pin", spec.pin, c.hold_time)
             button.when_pressed = functools.partial(self._class_pressed, spec.label)
             button.when_held = functools.partial(self._class_held, spec.label, button)
             button.when_released = functools.partial(self._class_released, spec.label)
-            if spec.led is not None:
+            if spec.led != "":
                 self._class_leds[spec.label] = self._open(f"gpio.buttons[{i}].led", LED, spec.led)
-        if s.clear_button is not None:
-            self._clear_hold_time = s.clear_button.hold_time
-            button = self._open_button("gpio.clear_button.pin", s.clear_button.pin, s.clear_button.hold_time)
+        clear = c.clear_button
+        if clear.pin != "":
+            self._clear_hold_time = clear.hold_time
+            button = self._open_button("gpio.clear_button.pin", clear.pin, clear.hold_time)
             button.when_pressed = self._clear_pressed
             button.when_held = self._clear_held
             button.when_released = self._clear_released
@@ -436,7 +370,7 @@ class ButtonPanel:
     # -- the worker ----------------------------------------------------------
 
     def _run(self) -> None:
-        period = 1.0 / self._settings.record_rate
+        period = 1.0 / self._config.record_rate
         recording: str | None = None
         next_example = 0.0
         shown: object = None  # nothing shown yet: the first pass lights the LED

@@ -7,12 +7,13 @@ Decoding errors become :class:`ImageError` naming the file or payload.
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from edgeknn.errors import ImageError
 
@@ -20,35 +21,100 @@ ResizePolicy = Literal["center-crop", "squash"]
 RESIZE_POLICIES: tuple[str, ...] = ("center-crop", "squash")
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
-# Refuse absurd images before Pillow allocates them (a 10 MB PNG can claim 60k x 60k).
-MAX_PIXELS = 50_000_000
+# What decoding one image may cost.  Pillow decodes at full size (only JPEG can
+# decode at 1/2, 1/4 or 1/8 scale), so memory follows the pixel count: up to 9
+# bytes per pixel at the peak for PNG, GIF, TIFF, BMP and progressive JPEG
+# (measured: tests/test_image_budget.py), and 17 for WebP (libwebp decodes
+# through two RGBA canvases).  With a margin, the default cap keeps one
+# uploaded image (decoded with max_side) under 160 MB on top of the process:
+# a Pi with 1 GB survives any payload.  16 Mpx takes a 4608x3456 photo.
+MAX_PIXELS = 16_000_000
+DECODE_BYTES_PER_PIXEL = 10
+_BYTES_PER_PIXEL = {"WEBP": 18}
+DECODE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+# Image files on the device are the owner's own (teach, eval): they keep the old,
+# larger cap rather than refusing big camera photos.
+FILE_MAX_PIXELS = 50_000_000
+
+# EXIF orientation -> the transpose that shows the image upright.
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90,
+}
 
 
-def load_image(path: str | Path) -> np.ndarray:
+def decode_budget(max_pixels: int = MAX_PIXELS) -> int:
+    """Bytes decoding one image may take at the peak (the documented bound)."""
+    return max_pixels * DECODE_BYTES_PER_PIXEL
+
+
+def pixel_limit(image_format: str | None, max_pixels: int = MAX_PIXELS) -> int:
+    """The most pixels an image of this format may have to stay within the budget."""
+    per_pixel = _BYTES_PER_PIXEL.get(image_format or "", DECODE_BYTES_PER_PIXEL)
+    return decode_budget(max_pixels) // per_pixel
+
+
+def load_image(path: str | Path, *, max_pixels: int = FILE_MAX_PIXELS) -> np.ndarray:
     """Read an image file as RGB uint8, applying its EXIF orientation."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ImageError(f"image {path}: cannot read ({exc.strerror or exc})") from None
-    return decode_image(data, str(path))
+    return decode_image(data, str(path), max_pixels=max_pixels)
 
 
-def decode_image(data: bytes, name: str = "image payload") -> np.ndarray:
-    """Decode encoded image bytes (JPEG, PNG, BMP, ...) as RGB uint8."""
+def decode_image(data: bytes, name: str = "image payload", *, max_pixels: int = MAX_PIXELS,
+                 max_side: int | None = None) -> np.ndarray:
+    """Decode encoded image bytes (JPEG, PNG, WebP, GIF, BMP, TIFF) as upright RGB uint8.
+
+    An image over ``max_pixels`` (fewer for WebP, see :func:`pixel_limit`) is
+    refused from its header, before any pixel is decoded.  With ``max_side``
+    the result is shrunk to fit that square, and JPEGs are decoded at reduced
+    scale straight away, so a big photo costs little more than the result.
+    """
     if not data:
         raise ImageError(f"{name}: empty, not an image")
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            if img.width * img.height > MAX_PIXELS:
-                raise ImageError(f"{name}: {img.width}x{img.height} is too large an image")
+        with warnings.catch_warnings():
+            # Pillow warns from 89 M pixels; the pixel limit below refuses such images anyway.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(io.BytesIO(data), formats=DECODE_FORMATS)
+        with opened as img:
+            limit = pixel_limit(img.format, max_pixels)
+            if img.width * img.height > limit:
+                raise ImageError(
+                    f"{name}: {img.width}x{img.height} {img.format} is too large an image "
+                    f"(limit {limit / 1e6:.1f} Mpx); send it smaller")
+            upright = _UPRIGHT.get(img.getexif().get(0x0112, 1))
+            if max_side and img.format == "JPEG":
+                img.draft("RGB", (max_side, max_side))  # decode at 1/2, 1/4 or 1/8 scale
             img.load()  # a truncated file fails here, not later
-            rgb = ImageOps.exif_transpose(img).convert("RGB")
+            rgb = _shrunk(img, max_side) if max_side else img.convert("RGB")
+    except ImageError:
+        raise
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not an image (unrecognised format)") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"{name}: too large an image ({exc})") from None
+    except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"{name}: damaged or truncated image ({exc})") from None
+    if upright is not None:
+        rgb = rgb.transpose(upright)
     return np.asarray(rgb, dtype=np.uint8)
+
+
+def _shrunk(img: Image.Image, max_side: int) -> Image.Image:
+    """An RGB copy that fits in max_side x max_side, made without full-size copies."""
+    if img.mode not in ("RGB", "RGBA", "L", "LA"):  # palette, 1-bit, 16-bit: reduce needs these
+        img = img.convert("RGB")  # alpha would be dropped at the end anyway
+    factor = max(img.size) // max_side
+    if factor > 1:
+        img = img.reduce(factor)  # a box filter by an integer factor: cheap and exact
+    if max(img.size) > max_side:
+        img.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+    return img.convert("RGB")
 
 
 def as_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:

@@ -39,6 +39,8 @@ def _isolated_env(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("EDGEKNN_MODEL_MIRROR", str(MODELS))
     monkeypatch.setenv("EDGEKNN_MODELS_DIR", str(home / "models"))
     monkeypatch.delenv("EDGEKNN_STORE", raising=False)
+    # not the service's /etc/edgeknn/config.toml, should this machine have one
+    monkeypatch.setenv("EDGEKNN_CONFIG", str(home / "no-service-config.toml"))
 
 
 @pytest.fixture
@@ -74,11 +76,14 @@ class Seen:
 class Listener:
     """A plain MQTT v5 client that records what it receives (the test's eyes and hands)."""
 
-    def __init__(self, host: str, port: int, topic: str = "#") -> None:
+    def __init__(self, host: str, port: int, topic: str = "#", *, username: str | None = None,
+                 password: str | None = None) -> None:
         self.seen: list[Seen] = []
         self._lock = threading.Lock()
         subscribed = threading.Event()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        if username:
+            self.client.username_pw_set(username, password)
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *args: subscribed.set()
         self.client.connect(host, port)
@@ -182,6 +187,7 @@ def make_config(tmp_path, mosquitto, **sections):
         "gpio": {"enabled": True, "hold_time": 5.0, "buttons": [
             {"pin": CAT_PIN, "label": "cat"}, {"pin": DOG_PIN, "label": "dog"}],
             "clear_button": {"pin": CLEAR_PIN, "hold_time": 0.5}},
+        "web": {"enabled": False},  # the web tests turn it on, on a free loopback port
     }
     for key, value in sections.items():
         data[key] = {**data.get(key, {}), **value}

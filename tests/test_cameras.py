@@ -34,7 +34,7 @@ from edgeknn.cameras.opencv import target_kind
 from edgeknn.cameras.synthetic import synthetic_frame
 from edgeknn.cameras.yuv import lores_size, main_to_rgb, yuv420_to_rgb
 from edgeknn.config import parse_config
-from edgeknn.errors import CameraError, ConfigError
+from edgeknn.errors import CameraError
 from edgeknn.images import load_image
 
 TRAFFIC = IMAGES / "traffic_frames"
@@ -449,12 +449,6 @@ def test_make_camera_builds_the_configured_source_unopened():
     assert isinstance(make_camera(camera_cfg(source="opencv", path="/dev/video0")), OpenCvCamera)
     pi = make_camera(camera_cfg(source="picamera2", lores=True), model_size=(224, 224))
     assert isinstance(pi, PiCamera) and pi.model_size == (224, 224)
-
-
-def test_make_camera_refuses_replay_without_a_path():
-    cfg = camera_cfg()  # a default config, altered past validation
-    with pytest.raises(ConfigError, match="camera.path"):
-        make_camera(type(cfg)(source="replay"))
 
 
 # --- retrying -------------------------------------------------------------------------------

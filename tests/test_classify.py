@@ -20,9 +20,9 @@ def setup(vectors, labels_per_row):
     return matrix, sums, Examples(labels, codes, np.arange(1, len(codes) + 1, dtype=np.int64))
 
 
-def predict(matrix, sums, examples, query, **kw):
+def predict(matrix, sums, examples, query, k=3, method="balanced", threshold=0.0):
     q = unit(query)
-    return classify(q, matrix @ q, sums, examples, **kw)
+    return classify(q, matrix @ q, sums, examples, k=k, method=method, threshold=threshold)
 
 
 def test_a_small_class_is_not_outvoted_for_being_small():
@@ -76,7 +76,8 @@ def test_knn_ties_go_to_the_closer_class():
 
 def test_empty_store_predicts_nothing():
     examples = Examples((), np.empty(0, np.int32), np.empty(0, np.int64))
-    pred = classify(unit([1, 0]), np.empty(0, np.float32), np.zeros((0, 2)), examples)
+    pred = classify(unit([1, 0]), np.empty(0, np.float32), np.zeros((0, 2)), examples,
+                    k=3, method="balanced", threshold=0.0)
     assert pred.label is None and pred.unknown
 
 

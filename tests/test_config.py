@@ -66,6 +66,16 @@ def test_default_config_has_the_documented_values():
     assert cfg.gpio.buttons == () and cfg.detector.allow == ()
 
 
+def test_the_default_models_are_the_manifests_defaults():
+    # Two statements of one default (the manifest's "default = true" serves a bare
+    # `build_embedder()`); this keeps them from drifting apart.
+    from edgeknn.vision.models import default_model
+
+    cfg = Config.default()
+    assert (cfg.embedder.model, cfg.detector.model) == (
+        default_model("embedder").name, default_model("detector").name)
+
+
 def test_the_example_file_parses_to_exactly_the_defaults():
     assert load_config(EXAMPLE, env={}) == Config.default()
 
@@ -181,7 +191,8 @@ def nested(dotted: str, value: object) -> dict:
     ("mqtt.qos.stats", 3, "mqtt.qos.stats: expected an integer 0..2, got 3"),
     ("mqtt.tls", 1, "mqtt.tls: expected a table [mqtt.tls], got 1"),
     ("mqtt.host", "", 'mqtt.host: expected a host name or IP address, got ""'),
-    ("mqtt.base_topic", "a/#", "mqtt.base_topic: expected an MQTT topic"),
+    ("mqtt.base_topic", "a/#", "mqtt.base_topic: \"a/#\": '#' is an MQTT wildcard"),
+    ("mqtt.base_topic", "$SYS/edgeknn", "mqtt.base_topic: \"$SYS/edgeknn\" starts with '$'"),
     ("classifier.k", 0, "classifier.k: expected an integer 1..100, got 0"),
     ("classifier.unknown_threshold", 1.5,
      "classifier.unknown_threshold: expected a number -1..1, got 1.5"),

@@ -12,6 +12,7 @@ import logging
 import re
 import socket
 import threading
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ from test_daemon import CAT, DOG, command, predictions, reply_to
 from edgeknn.errors import ModelError
 from edgeknn.service.daemon import Daemon
 from edgeknn.service.systemd import Notifier
-from edgeknn.vision.engines import build_embedder
+from edgeknn.vision.engines import embedder_from_config
 
 FAST = {"pipeline": {"prediction_interval": 0, "stats_interval": 1, "stall_timeout": 2.0, "max_frame_age": 1.0,
                      "max_inference_failures": 5}}
@@ -85,7 +86,7 @@ def start(tmp_path, mosquitto):
     started: list[tuple[Daemon, threading.Thread]] = []
     systemd = Systemd(tmp_path)
 
-    def make(camera, *, pin_factory: Any = "mock", open_embedder=build_embedder, **sections) -> Daemon:
+    def make(camera, *, pin_factory: Any = "mock", open_embedder=embedder_from_config, **sections) -> Daemon:
         config = make_config(tmp_path, mosquitto, **{**FAST, **sections})
         daemon = Daemon(config, camera=camera, notifier=systemd.notifier(), open_embedder=open_embedder,
                         pin_factory=MockFactory() if pin_factory == "mock" else pin_factory)
@@ -174,9 +175,9 @@ class FailingEmbedder:
 def test_an_embedder_failing_on_every_frame_on_the_cpu_exits_non_zero(start, listen, caplog):
     opened = []
 
-    def open_embedder(*args, **kwargs):
-        opened.append(kwargs["accelerator"])
-        return FailingEmbedder(build_embedder(*args, **kwargs), "cpu")
+    def open_embedder(config, models):
+        opened.append(config.accelerator)
+        return FailingEmbedder(embedder_from_config(config, models), "cpu")
 
     with caplog.at_level(logging.ERROR):
         daemon = start(ScriptedCamera(CAT, DOG), open_embedder=open_embedder)
@@ -192,10 +193,10 @@ def test_an_edge_tpu_failing_on_every_frame_falls_back_to_the_cpu_and_predicts_a
     watch = listen("edgeknn/testpi/#")
     opened = []
 
-    def open_embedder(*args, **kwargs):
-        opened.append(kwargs["accelerator"])
-        real = build_embedder(*args, **{**kwargs, "accelerator": "cpu"})
-        return real if kwargs["accelerator"] == "cpu" else FailingEmbedder(real, "edgetpu")
+    def open_embedder(config, models):
+        opened.append(config.accelerator)
+        real = embedder_from_config(replace(config, accelerator="cpu"), models)
+        return real if config.accelerator == "cpu" else FailingEmbedder(real, "edgetpu")
 
     with caplog.at_level(logging.ERROR):
         daemon = start(ScriptedCamera(CAT, DOG), open_embedder=open_embedder)

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from conftest import IMAGES, MODELS
 
+from edgeknn.config import ClassifierConfig
 from edgeknn.errors import DetectorError, ModelError
 from edgeknn.images import load_image
-from edgeknn.service.engine import ClassifierSettings, Detects, Embeds, Engine
+from edgeknn.service.engine import Detects, Embeds, Engine
 from edgeknn.store import Store
 from edgeknn.vision.detector import open_detector
 from edgeknn.vision.embedder import open_embedder
@@ -95,7 +96,7 @@ def store(tmp_path):
 def test_the_embedder_and_the_detector_never_run_at_once_whichever_threads_ask(store):
     """Rule 1 of service/engine.py: one inference at a time (they may share one Edge TPU)."""
     tpu = FakeAccelerator(seconds_per_run=0.002)
-    engine = Engine(FakeEmbedder(accelerator=tpu), store, ClassifierSettings(), FakeDetector(accelerator=tpu))
+    engine = Engine(FakeEmbedder(accelerator=tpu), store, ClassifierConfig(), FakeDetector(accelerator=tpu))
     start = threading.Barrier(4)
 
     def work(call) -> None:
@@ -132,14 +133,14 @@ def test_the_accelerator_would_see_overlap_without_the_engine(store):
 
 
 def test_predictions_use_the_classifier_settings_in_force(store):
-    engine = Engine(FakeEmbedder(), store, ClassifierSettings())
+    engine = Engine(FakeEmbedder(), store, ClassifierConfig())
     store.add("cat", engine.embed(CAT))
     _, before = engine.embed_and_predict(CAT[::-1])
-    engine.classifier = ClassifierSettings(threshold=1.0)  # as SIGHUP replaces them
+    engine.classifier = ClassifierConfig(unknown_threshold=1.0)  # as SIGHUP replaces them
     _, after = engine.embed_and_predict(CAT[::-1])
     assert before.unknown is False and after.unknown is True and after.label == "cat"
 
 
 def test_detecting_without_a_detector_says_how_to_enable_one(store):
     with pytest.raises(DetectorError, match=r"\[detector\] enabled = true"):
-        Engine(FakeEmbedder(), store, ClassifierSettings()).detect(CAT)
+        Engine(FakeEmbedder(), store, ClassifierConfig()).detect(CAT)

@@ -17,6 +17,7 @@ import pytest
 from gpiozero import LED, Button
 from gpiozero.pins.mock import MockFactory
 
+from edgeknn.config import ButtonConfig, ClearButtonConfig, GpioConfig
 from edgeknn.errors import ConfigError
 from edgeknn.gpio import (
     CLEAR_WARNING_BLINK,
@@ -24,9 +25,6 @@ from edgeknn.gpio import (
     RECORDING_BLINK,
     Blink,
     ButtonPanel,
-    ButtonSpec,
-    ClearButtonSpec,
-    PanelSettings,
     open_pin_factory,
 )
 
@@ -42,16 +40,18 @@ def wait_until(predicate, what: str, timeout: float = 5.0) -> None:
         time.sleep(0.01)
 
 
-def settings(**changes) -> PanelSettings:
+def settings(**changes) -> GpioConfig:
+    """A ``[gpio]`` section built directly, as the schema would after validating it."""
     values = dict(
-        buttons=(ButtonSpec(CAT, "cat", led=CAT_LED), ButtonSpec(DOG, "dog", led=DOG_LED)),
-        clear_button=ClearButtonSpec(CLEAR, hold_time=0.3),
+        enabled=True,
+        buttons=(ButtonConfig(CAT, "cat", led=CAT_LED), ButtonConfig(DOG, "dog", led=DOG_LED)),
+        clear_button=ClearButtonConfig(CLEAR, hold_time=0.3),
         status_led=STATUS_LED,
         hold_time=0.3,
         record_rate=20.0,
     )
     values.update(changes)
-    return PanelSettings(**values)
+    return GpioConfig(**values)
 
 
 class Teacher:
@@ -217,7 +217,7 @@ def test_holding_clear_clears_once(factory, teacher, open_panel):
 
 
 def test_status_led_flickers_while_clear_is_held(factory, teacher, open_panel):
-    open_panel(settings(clear_button=ClearButtonSpec(CLEAR, hold_time=10.0)))
+    open_panel(settings(clear_button=ClearButtonConfig(CLEAR, hold_time=10.0)))
     led = factory.pin(STATUS_LED)
     wait_until(lambda: led.state, "the status LED to light")
     since = len(led.states)
@@ -384,35 +384,8 @@ def test_after_close_twice_the_pins_are_free_and_late_predictions_light_nothing(
 
 # -- settings and pins ----------------------------------------------------------
 
-
-@pytest.mark.parametrize(
-    ("spec", "key"),
-    [
-        (ButtonSpec(-1, "cat"), r"gpio\.buttons\[0\]\.pin"),
-        (ButtonSpec(True, "cat"), r"gpio\.buttons\[0\]\.pin"),
-        (ButtonSpec(CAT, "cat", led=""), r"gpio\.buttons\[0\]\.led"),
-        (ButtonSpec(CAT, "cats/dogs"), r"gpio\.buttons\[0\]\.label"),
-    ],
-    ids=["negative-pin", "bool-pin", "empty-led", "label-with-slash"],
-)
-def test_bad_button_settings_name_their_key(spec, key):
-    with pytest.raises(ConfigError, match=key):
-        PanelSettings(buttons=(spec,))
-
-
-def test_two_buttons_for_one_class_are_refused():
-    with pytest.raises(ConfigError, match=r"gpio\.buttons\[1\]\.label.*gpio\.buttons\[0\]"):
-        PanelSettings(buttons=(ButtonSpec(CAT, "cat"), ButtonSpec(DOG, "cat")))
-
-
-@pytest.mark.parametrize("key", ["hold_time", "record_rate"])
-def test_non_positive_times_are_refused(key):
-    with pytest.raises(ConfigError, match=rf"gpio\.{key}"):
-        PanelSettings(**{key: 0})
-
-
 def test_pin_missing_from_the_board_names_its_key_and_frees_the_others(factory, open_panel):
-    panel_settings = PanelSettings(buttons=(ButtonSpec(CAT, "cat"), ButtonSpec("GPIO99", "dog")))
+    panel_settings = GpioConfig(buttons=(ButtonConfig(CAT, "cat"), ButtonConfig("GPIO99", "dog")))
     with pytest.raises(ConfigError, match=r"gpio\.buttons\[1\]\.pin.*GPIO99"):
         open_panel(panel_settings)
     Button(CAT, pin_factory=factory).close()
@@ -420,7 +393,7 @@ def test_pin_missing_from_the_board_names_its_key_and_frees_the_others(factory, 
 
 def test_one_pin_named_twice_names_the_second_use(open_panel):
     # BOARD11 is GPIO17 on a 40-pin header.
-    panel_settings = PanelSettings(buttons=(ButtonSpec(CAT, "cat", led="BOARD11"),))
+    panel_settings = GpioConfig(buttons=(ButtonConfig(CAT, "cat", led="BOARD11"),))
     with pytest.raises(ConfigError, match=r"gpio\.buttons\[0\]\.led"):
         open_panel(panel_settings)
 

@@ -62,6 +62,7 @@ def world(tmp_path_factory):
             "mqtt": {"host": broker.host, "port": broker.port, "keepalive": 5},
             "detector": {"enabled": True, "max_rate": 1.0, "threads": 1},
             "homeassistant": {"snapshot_interval": 2.0},
+            "web": {"host": "127.0.0.1", "port": 0},
         }, "test config")
         camera = ScriptedCamera(CAT, DOG, fps=5)
         daemon = Daemon(config, camera=camera, pin_factory=MockFactory())

@@ -38,6 +38,9 @@ host = "{mosquitto.host}"
 port = {mosquitto.port}
 [detector]
 enabled = true
+[web]
+host = "127.0.0.1"
+port = 0
 [gpio]
 enabled = true
 pin_factory = "mock"

@@ -15,8 +15,8 @@ from conftest import TIMEOUT, wait_until
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edgeknn.config import MqttConfig, MqttTlsConfig
 from edgeknn.errors import ConfigError, UnknownLabel
-from edgeknn.mqtt import MqttSettings, TlsSettings
 from edgeknn.mqtt.client import MqttClient
 from edgeknn.mqtt.commands import handle_message
 from edgeknn.mqtt.topics import Topics
@@ -68,7 +68,7 @@ def make_client(mosquitto):
     def make(store: Store | None = None, port: int | None = None, **options) -> MqttClient:
         hook = options.pop("on_connected", None)
         backlog = options.pop("command_backlog", 8)
-        settings = MqttSettings(host=broker.host, port=port or broker.port, keepalive=5,
+        settings = MqttConfig(host=broker.host, port=port or broker.port, keepalive=5,
                                 reconnect_min=0.1, reconnect_max=0.5, **options)
         client = MqttClient(settings, TOPICS, on_connected=hook, command_backlog=backlog)
         if store is not None:
@@ -105,11 +105,11 @@ def test_stop_publishes_offline_retained(make_client, listen):
 
 LONE_CLIENT = """
 import sys, time
-from edgeknn.mqtt import MqttSettings
+from edgeknn.config import MqttConfig
 from edgeknn.mqtt.client import MqttClient
 from edgeknn.tools.devbroker import free_port
 from edgeknn.mqtt.topics import Topics
-client = MqttClient(MqttSettings(host=sys.argv[1], port=int(sys.argv[2])), Topics("test/dev"))
+client = MqttClient(MqttConfig(host=sys.argv[1], port=int(sys.argv[2])), Topics("test/dev"))
 client.start()
 time.sleep(60)
 """
@@ -228,14 +228,14 @@ def test_start_and_publish_never_fail_without_a_broker(make_client):
         client.publish("test/dev/prediction", str(i))
     client.publish("test/dev/classes", b"{}", qos=1, retain=True)
     assert not client.is_connected
-    assert client.queued == 3
+    assert client.queued == 4  # the three newest predictions, and the classes
     started = time.monotonic()
     client.stop()
     assert time.monotonic() - started < 3
 
 
 def test_unreadable_tls_files_are_a_config_error_naming_the_key(make_client, tmp_path):
-    client = make_client(tls=TlsSettings(enabled=True, ca=str(tmp_path / "missing-ca.pem")))
+    client = make_client(tls=MqttTlsConfig(enabled=True, ca=str(tmp_path / "missing-ca.pem")))
     with pytest.raises(ConfigError, match=r"^mqtt\.tls: cannot load ca='.*missing-ca\.pem'"):
         client.start()
 
@@ -250,16 +250,15 @@ def test_publishing_on_a_wildcard_topic_is_a_bug_not_a_message(make_client):
     assert client.queued == 0
 
 
-def test_the_outbox_drops_the_oldest_non_retained_and_keeps_one_retained_per_topic(make_client):
+def test_predictions_are_bounded_and_never_push_out_retained_state(make_client):
     client = make_client(max_queued=3)  # never started: everything waits in the outbox
     client.publish(TOPICS.classes, b'{"old": 1}', retain=True)
     for i in range(4):
         client.publish(TOPICS.prediction, str(i))
-        assert client.queued <= 3
     client.publish(TOPICS.classes, b'{"new": 1}', retain=True)
-    assert client.queued == 3
-    # p0, p1 went for room, the old classes were replaced: p2, p3, new classes remain
-    assert client.dropped == 2
+    # p0 went for room, the old classes were replaced: p1, p2, p3 and the new classes remain
+    assert client.queued == 4
+    assert client.dropped == 1
 
 
 def test_after_a_broker_restart_it_reconnects_reannounces_and_delivers_the_backlog(
@@ -285,8 +284,7 @@ def test_after_a_broker_restart_it_reconnects_reannounces_and_delivers_the_backl
     client.publish(TOPICS.classes, b'{"stale": 1}', qos=1, retain=True)
     for i in range(7):
         client.publish(TOPICS.prediction, f"p{i}".encode())
-        assert client.queued <= 5
-    assert client.queued == 5 and client.dropped == 3
+    assert client.queued == 6 and client.dropped == 2  # five predictions, the classes
 
     broker.start()
     watcher = listen()
@@ -296,8 +294,8 @@ def test_after_a_broker_restart_it_reconnects_reannounces_and_delivers_the_backl
     status = watcher.wait_for(TOPICS.status)
     assert status[-1].payload == b"online"
 
-    predictions = watcher.wait_for(TOPICS.prediction, count=4)
-    assert [m.payload for m in predictions] == [b"p3", b"p4", b"p5", b"p6"]
+    predictions = watcher.wait_for(TOPICS.prediction, count=5)
+    assert [m.payload for m in predictions] == [b"p2", b"p3", b"p4", b"p5", b"p6"]
     classes = watcher.wait_for(TOPICS.classes)
     assert [m.json() for m in classes] == [{"cat": 2, "dog": 1}]  # the stale one never went out
 

@@ -8,8 +8,9 @@ import math
 import numpy as np
 import pytest
 
+from edgeknn.config import MqttQosConfig
 from edgeknn.errors import ConfigError
-from edgeknn.mqtt import QosSettings, RecordingPublisher
+from edgeknn.mqtt import RecordingPublisher
 from edgeknn.mqtt.payloads import (
     Announcer,
     DeviceState,
@@ -147,7 +148,7 @@ def test_no_detections_is_an_empty_list():
 
 def test_announcer_retains_state_but_not_per_frame_messages():
     publisher = RecordingPublisher()
-    qos = QosSettings(prediction=0, classes=1, stats=0, snapshot=0, detections=2, status=1)
+    qos = MqttQosConfig(prediction=0, classes=1, stats=0, snapshot=0, detections=2, status=1)
     announce = Announcer(publisher, Topics("edgeknn/k"), qos)
     announce.prediction(PREDICTION, FRAME, 5.0)
     announce.detections([], FRAME)

@@ -14,14 +14,15 @@ import pytest
 from conftest import IMAGES, MODELS, wait_until
 
 from edgeknn.cameras import ReplayCamera
+from edgeknn.config import ClassifierConfig, PipelineConfig
 from edgeknn.errors import ImageError
 from edgeknn.images import load_image
 from edgeknn.results import Frame, Prediction
-from edgeknn.service.engine import ClassifierSettings, Engine
+from edgeknn.service.engine import Engine
+from edgeknn.service.health import Health
 from edgeknn.service.pipeline import (
     CaptureThread,
     FrameSlot,
-    LoopSettings,
     Processed,
     Processor,
     PublishGate,
@@ -81,7 +82,7 @@ def engine_for(store: Store, embedder=None, **taught: tuple[int, int, int]) -> E
     store.bind(embedder.info.fingerprint, embedder.info.dim)
     for label, rgb in taught.items():
         store.add(label, embedder.embed(solid(rgb)))
-    return Engine(embedder, store, ClassifierSettings())
+    return Engine(embedder, store, ClassifierConfig())
 
 
 class Frames:
@@ -109,7 +110,8 @@ def frame(clock):
 
 def processor(engine: Engine, announced: Announced, clock: Clock, *, smoothing: int = 1,
               interval: float = 0.0, hooks=None) -> Processor:
-    return Processor(engine, smoothing=smoothing, prediction_interval=interval,
+    return Processor(engine, classifier=ClassifierConfig(smoothing=smoothing),
+                     pipeline=PipelineConfig(prediction_interval=interval),
                      announce=announced, after_frame=hooks, clock=clock)
 
 
@@ -152,7 +154,7 @@ def test_the_smoothed_prediction_carries_the_smoothed_labels_share_of_this_frame
 
 def test_a_frame_below_the_unknown_threshold_is_published_as_unknown(store, clock, frame):
     engine = engine_for(store, red=RED)
-    engine.classifier = ClassifierSettings(threshold=0.999)
+    engine.classifier = ClassifierConfig(unknown_threshold=0.999)
     announced = Announced()
     processor(engine, announced, clock).process(frame(BLUE))
     assert announced.labels == [None]
@@ -207,7 +209,7 @@ def test_new_loop_settings_apply_from_the_next_frame(store, clock, frame):
     p = processor(engine_for(store, red=RED, blue=BLUE), announced, clock, smoothing=5, interval=3600.0)
     for _ in range(3):
         p.process(frame(RED))
-    p.configure(LoopSettings(smoothing=1, prediction_interval=0.0))
+    p.configure(ClassifierConfig(smoothing=1), PipelineConfig(prediction_interval=0.0))
     assert [p.process(frame(rgb)).published for rgb in (BLUE, BLUE)] == [True, True]
     assert announced.labels == ["red", "blue", "blue"]
 
@@ -216,7 +218,7 @@ def test_new_classifier_settings_apply_to_the_next_frame(store, clock, frame):
     engine = engine_for(store, red=RED)
     p = processor(engine, Announced(), clock)
     assert p.process(frame(BLUE)).prediction.unknown is False
-    engine.classifier = ClassifierSettings(threshold=0.999)
+    engine.classifier = ClassifierConfig(unknown_threshold=0.999)
     assert p.process(frame(BLUE)).prediction.unknown is True
 
 
@@ -260,7 +262,7 @@ def test_a_hook_that_keeps_failing_is_logged_once_a_minute_with_a_count(store, c
 
 
 def run_in_background(p: Processor, slot: FrameSlot, stop: threading.Event) -> threading.Thread:
-    thread = threading.Thread(target=p.run, args=(slot, stop, lambda: None), daemon=True)
+    thread = threading.Thread(target=p.run, args=(slot, stop, Health()), daemon=True)
     thread.start()
     return thread
 
@@ -292,7 +294,7 @@ def test_run_takes_the_newest_frame_and_returns_when_the_source_ends(store, cloc
     for _ in range(3):
         slot.put(frame(RED))
     slot.end()
-    p.run(slot, threading.Event(), lambda: None)
+    p.run(slot, threading.Event(), Health())
     assert [f.index for f in announced.frames] == [2]
     assert slot.dropped == 2
 
@@ -393,7 +395,7 @@ def test_with_the_real_embedder_a_taught_cat_is_recognised_in_another_photo(stor
     for label in ("cat", "dog"):
         store.add(label, embedder.embed(load_image(IMAGES / "imprinting" / f"{label}_train_0.bmp")))
     announced = Announced()
-    p = processor(Engine(embedder, store, ClassifierSettings()), announced, clock)
+    p = processor(Engine(embedder, store, ClassifierConfig()), announced, clock)
     for i, name in enumerate(("cat_test_0.bmp", "dog_test_0.bmp")):
         p.process(Frame(load_image(IMAGES / "imprinting" / name), i, clock(), 0.0))
     assert announced.labels == ["cat", "dog"]

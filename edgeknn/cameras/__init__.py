@@ -12,6 +12,7 @@ the other sources (and every test) work without them.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,16 +23,40 @@ from edgeknn.cameras.picam import PiCamera
 from edgeknn.cameras.replay import ReplayCamera
 from edgeknn.cameras.retry import Backoff, RetryingCamera
 from edgeknn.cameras.synthetic import SyntheticCamera
-from edgeknn.errors import ConfigError
 
 if TYPE_CHECKING:
     from edgeknn.config import CameraConfig
 
 __all__ = [
     "Backoff", "Camera", "CameraStopped", "EndOfStream", "FakeCamera", "OpenCvCamera",
-    "Pacer", "PiCamera", "ReplayCamera", "RetryingCamera", "SyntheticCamera",
+    "Pacer", "PiCamera", "ReplayCamera", "RetryingCamera", "SOURCES", "SyntheticCamera",
     "make_camera",
 ]
+
+
+def _synthetic(cfg: CameraConfig, model_size: tuple[int, int] | None, sleep: Sleep) -> Camera:
+    return SyntheticCamera(cfg.width, cfg.height, cfg.fps, sleep=sleep)
+
+
+def _replay(cfg: CameraConfig, model_size: tuple[int, int] | None, sleep: Sleep) -> Camera:
+    # camera.path is never empty here: the config schema requires it for "replay".
+    return ReplayCamera(Path(cfg.path), fps=cfg.fps, loop=cfg.loop, sleep=sleep)
+
+
+def _opencv(cfg: CameraConfig, model_size: tuple[int, int] | None, sleep: Sleep) -> Camera:
+    return OpenCvCamera(cfg.path, fps=cfg.fps, loop=cfg.loop, width=cfg.width, height=cfg.height,
+                        sleep=sleep)
+
+
+def _picamera2(cfg: CameraConfig, model_size: tuple[int, int] | None, sleep: Sleep) -> Camera:
+    return PiCamera(cfg.width, cfg.height, fps=cfg.fps, lores=cfg.lores, model_size=model_size)
+
+
+_BUILDERS: dict[str, Callable[[CameraConfig, tuple[int, int] | None, Sleep], Camera]] = {
+    "picamera2": _picamera2, "opencv": _opencv, "replay": _replay, "synthetic": _synthetic,
+}
+SOURCES = tuple(_BUILDERS)
+"""The values of ``camera.source`` (the config schema takes its choices from here)."""
 
 
 def make_camera(
@@ -42,16 +67,4 @@ def make_camera(
     ``sleep`` paces replayed and synthetic frames; pass a stop event's ``wait``
     so a paced read returns at once on shutdown.
     """
-    if cfg.source == "synthetic":
-        return SyntheticCamera(cfg.width, cfg.height, cfg.fps, sleep=sleep)
-    if cfg.source == "replay":
-        if not cfg.path:
-            raise ConfigError('camera.path: required when camera.source = "replay"')
-        return ReplayCamera(Path(cfg.path), fps=cfg.fps, loop=cfg.loop, sleep=sleep)
-    if cfg.source == "opencv":
-        return OpenCvCamera(cfg.path, fps=cfg.fps, loop=cfg.loop, width=cfg.width,
-                            height=cfg.height, sleep=sleep)
-    if cfg.source == "picamera2":
-        return PiCamera(cfg.width, cfg.height, fps=cfg.fps, lores=cfg.lores,
-                        model_size=model_size)
-    raise ConfigError(f"camera.source: unknown source {cfg.source!r}")
+    return _BUILDERS[cfg.source](cfg, model_size, sleep)

@@ -3,7 +3,9 @@
 Each command group lives in its own module here and exposes
 ``register(subparsers)``, which adds its parser and sets ``func`` (called with
 the parsed arguments, returning an exit code).  Errors derived from
-EdgeKnnError print one line ``edgeknn: error: ...`` and exit 2.
+EdgeKnnError print ``edgeknn: error: ...`` (one line per problem) and exit 2.
+Commands that share settings with the service read its config file and take
+flags that override single keys (see :mod:`edgeknn.cli.flags`).
 """
 
 from __future__ import annotations
@@ -27,11 +29,13 @@ from edgeknn.cli import (  # noqa: E402
     run,
     store_cmd,
     teach,
+    web_cmd,
 )
+from edgeknn.config.schema import LOG_LEVELS
 from edgeknn.errors import EdgeKnnError
 
-LOG_LEVELS = ["debug", "info", "warning", "error"]
-COMMAND_MODULES = (run, teach, eval_cmd, store_cmd, models_cmd, detect, config_cmd, ha_cmd, doctor, bench)
+COMMAND_MODULES = (run, teach, eval_cmd, store_cmd, models_cmd, detect, config_cmd, ha_cmd, web_cmd, doctor,
+                   bench)
 
 EPILOG = """examples:
   edgeknn teach photos/            # one sub-folder per class
@@ -74,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except EdgeKnnError as exc:
-        print(f"edgeknn: error: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines():  # several config problems: one line each, all shown
+            print(f"edgeknn: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("edgeknn: interrupted", file=sys.stderr)

@@ -4,63 +4,34 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from edgeknn.images import RESIZE_POLICIES
-from edgeknn.paths import default_store
+from edgeknn.cli.flags import CLASSIFIER, EMBEDDER, STORE, add_flags
+from edgeknn.config import Config
 from edgeknn.store import Store
 from edgeknn.vision.embedder import Embedder
-from edgeknn.vision.engines import build_embedder
-from edgeknn.vision.runtime import ACCELERATORS
+from edgeknn.vision.engines import embedder_from_config
 
 
 def add_store_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--store", type=Path, default=None,
-        help="store file (default: $EDGEKNN_STORE, else ~/.local/share/edgeknn/store.db)",
-    )
-
-
-def add_model_args(parser: argparse.ArgumentParser, what: str, default_resize: str) -> argparse._ArgumentGroup:
-    """The options every model takes, in a group titled ``what`` ("embedder", "detector").
-
-    Returns the group so a caller can add the options only its kind of model has.
-    """
-    g = parser.add_argument_group(what)
-    g.add_argument("--model", default=None,
-                   help=f"a manifest name or a .tflite path (default: the manifest's default {what})")
-    g.add_argument("--edgetpu-model", default=None,
-                   help="its Edge TPU compilation (default: the manifest's, if any)")
-    g.add_argument("--accelerator", choices=ACCELERATORS, default="auto",
-                   help="auto: Edge TPU if present, else CPU (default: auto)")
-    g.add_argument("--device", default=None, help="Edge TPU device: usb, usb:0, pci:0")
-    g.add_argument("--threads", type=int, default=0, help="CPU threads (default: all cores)")
-    g.add_argument("--resize", choices=RESIZE_POLICIES, default=default_resize,
-                   help=f"how frames are fitted to the model input (default: {default_resize})")
-    return g
+    add_flags(parser, STORE)
 
 
 def add_embedder_args(parser: argparse.ArgumentParser) -> None:
-    g = add_model_args(parser, "embedder", default_resize="center-crop")
-    g.add_argument("--embedding-tensor", default=None,
-                   help="tensor to read the embedding from (default: the manifest's, else the output)")
+    add_flags(parser, EMBEDDER, "embedder")
 
 
-def store_path(args: argparse.Namespace) -> Path:
-    return args.store if args.store is not None else default_store()
+def add_classifier_args(parser: argparse.ArgumentParser) -> None:
+    add_flags(parser, CLASSIFIER, "classifier")
 
 
-def open_store(args: argparse.Namespace, *, create: bool = True, readonly: bool = False) -> Store:
-    """The store --store names; ``readonly`` for commands that only read (they work
-    beside a running service, which holds the writer lock)."""
-    return Store.open(store_path(args), create=create, readonly=readonly)
+def open_store(config: Config, *, create: bool = True, readonly: bool = False) -> Store:
+    """The configured store; ``readonly`` for commands that only read (they work beside a
+    running service, which holds the writer lock)."""
+    return Store.open(config.store.path, create=create, readonly=readonly)
 
 
-def embedder_from_args(args: argparse.Namespace) -> Embedder:
-    return build_embedder(
-        args.model, edgetpu_model=args.edgetpu_model, embedding_tensor=args.embedding_tensor,
-        accelerator=args.accelerator, device=args.device, threads=args.threads, resize=args.resize,
-    )
+def open_embedder(config: Config) -> Embedder:
+    return embedder_from_config(config.embedder, config.models)
 
 
 class Progress:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from edgeknn.cli.common import Progress, add_model_args
+from edgeknn.cli.common import Progress
+from edgeknn.cli.flags import DETECTOR, Flag, add_flags, load_config
 from edgeknn.images import load_image
 from edgeknn.mqtt.payloads import detection_dict
 from edgeknn.vision.detector import Detector
-from edgeknn.vision.engines import build_detector
+from edgeknn.vision.engines import detector_from_config
 
 if TYPE_CHECKING:  # the tools load only when eval-detector runs, never for `edgeknn run`
     from edgeknn.tools.annotations import AnnotatedImage
@@ -49,11 +51,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=DETECT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files to look at")
-    p.add_argument("--threshold", type=float, default=0.5, help="minimum score (default 0.5)")
-    p.add_argument("--max-detections", type=int, default=10, help="per image (default 10)")
-    p.add_argument("--allow", nargs="+", default=None, metavar="LABEL",
-                   help="report only these labels (exact names from the label file)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_flags(p, [Flag("--threshold", "detector.threshold"),
+                  Flag("--max-detections", "detector.max_detections"),
+                  Flag("--allow", "detector.allow", metavar="LABEL")])
     add_detector_args(p)
     p.set_defaults(func=run_detect)
 
@@ -64,8 +65,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     e.add_argument("images", type=Path, help="folder holding the annotated images")
     e.add_argument("annotations", type=Path, help="folder of VOC .xml files, or a .csv file")
-    e.add_argument("--threshold", type=float, default=0.0,
-                   help="drop detections scoring below this (default 0: keep all, as AP expects)")
+    add_flags(e, [Flag("--threshold", "detector.threshold", default=0.0,
+                       help="drop detections scoring below this (default 0: keep all, as AP expects)")])
     e.add_argument("--class-map", action="append", default=[], metavar="LABEL=CLASS",
                    help="count detector LABEL as annotation CLASS (repeatable)")
     e.add_argument("--class-agnostic", action="store_true",
@@ -76,24 +77,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def add_detector_args(parser: argparse.ArgumentParser) -> None:
-    g = add_model_args(parser, "detector", default_resize="squash")
-    g.add_argument("--labels", default=None,
-                   help="label file: a manifest name or a path (default: the model's)")
-
-
-def _detector_from_args(args: argparse.Namespace, **options: Any) -> Detector:
-    return build_detector(
-        args.model, labels=args.labels, edgetpu_model=args.edgetpu_model,
-        accelerator=args.accelerator, device=args.device,
-        threads=args.threads, resize=args.resize, **options,
-    )
+    add_flags(parser, DETECTOR, "detector")
 
 
 def run_detect(args: argparse.Namespace) -> int:
-    detector = _detector_from_args(
-        args, threshold=args.threshold, max_detections=args.max_detections,
-        allow=frozenset(args.allow) if args.allow else None,
-    )
+    config = load_config(args)
+    threshold = config.detector.threshold
+    detector = detector_from_config(config.detector, config.models)
     results = []
     for path in args.images:
         frame = load_image(path)
@@ -103,7 +93,7 @@ def run_detect(args: argparse.Namespace) -> int:
         print(json.dumps({
             "model": detector.opened.path.name,
             "backend": detector.opened.backend,
-            "threshold": args.threshold,
+            "threshold": threshold,
             "images": [
                 {"image": str(path), "width": w, "height": h,
                  "objects": [{**detection_dict(d), "class_id": d.class_id} for d in found]}
@@ -113,7 +103,7 @@ def run_detect(args: argparse.Namespace) -> int:
         return 0
     for path, w, h, found in results:
         what = f"{len(found)} object{'s' if len(found) != 1 else ''}" if found else (
-            f"nothing scored {args.threshold:.2f} or more")
+            f"nothing scored {threshold:.2f} or more")
         print(f"{path} ({w}x{h}): {what}")
         for d in found:
             x0, y0, x1, y1 = d.box_px
@@ -127,7 +117,9 @@ def run_eval_detector(args: argparse.Namespace) -> int:
 
     items = load_annotations(args.annotations, args.images)
     class_map = parse_class_map(args.class_map)
-    detector = _detector_from_args(args, threshold=args.threshold, max_detections=100)
+    config = load_config(args)
+    # every label, and as many boxes as COCO's AR@100 counts
+    detector = detector_from_config(replace(config.detector, max_detections=100, allow=()), config.models)
     classes = [o.label for item in items for o in item.objects]
     match, unmatched = match_labels(
         sorted(detector.labels.labels), classes, class_map, class_agnostic=args.class_agnostic
@@ -137,11 +129,11 @@ def run_eval_detector(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({
             "model": detector.opened.path.name, "backend": detector.opened.backend,
-            "threshold": args.threshold, "class_agnostic": args.class_agnostic,
+            "threshold": config.detector.threshold, "class_agnostic": args.class_agnostic,
             "class_map": class_map, "unmatched_classes": unmatched, **metrics.as_dict(),
         }, ensure_ascii=False))
     else:
-        print_report(args, detector, metrics, unmatched)
+        print_report(config.detector.threshold, detector, metrics, unmatched)
     return 0
 
 
@@ -174,10 +166,9 @@ def _num(value: float | None) -> str:
     return "    -" if value is None else f"{value:.3f}"
 
 
-def print_report(args: argparse.Namespace, detector: Detector, m: CocoMetrics,
-                 unmatched: list[str]) -> None:
+def print_report(threshold: float, detector: Detector, m: CocoMetrics, unmatched: list[str]) -> None:
     print(f"{detector.opened.path.name} ({detector.opened.backend}) on {m.images} images, "
-          f"{m.ground_truths} objects, {m.detections} detections at score >= {args.threshold:g}"
+          f"{m.ground_truths} objects, {m.detections} detections at score >= {threshold:g}"
           + (f"; {m.ignored_detections} more left out: their labels match no annotated class"
              if m.ignored_detections else ""))
     for name, value in (("AP @[.50:.95]", m.ap), ("AP @.50", m.ap50), ("AP @.75", m.ap75),

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from edgeknn import paths
+from edgeknn.cli.flags import MODELS_DIR, add_flags, load_config
 from edgeknn.errors import InterpreterMissing, ModelError
 from edgeknn.vision import edgetpu_info, models, runtime
 from edgeknn.vision.edgetpu_info import DelegateProbe, EdgeTpuDevice
@@ -185,8 +185,7 @@ def render(report: Report) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    models_dir = Path(args.models_dir) if args.models_dir else paths.default_models_dir()
-    report = collect(models_dir, sys_root=Path(args.sys_root), dev_root=Path(args.dev_root))
+    report = collect(load_config(args).models.dir, sys_root=Path(args.sys_root), dev_root=Path(args.dev_root))
     if args.json:
         json.dump(report.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -205,8 +204,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument("--models-dir", metavar="DIR",
-                        help="models directory (default: $EDGEKNN_MODELS_DIR or the data dir)")
+    add_flags(parser, MODELS_DIR)
     # Roots of the device trees: for tests and containers with /sys or /dev mounted elsewhere.
     parser.add_argument("--sys-root", default="/sys", help=argparse.SUPPRESS)
     parser.add_argument("--dev-root", default="/dev", help=argparse.SUPPRESS)

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgeknn.cli.common import Progress, add_embedder_args, embedder_from_args
+from edgeknn.cli.common import Progress, add_embedder_args, open_embedder
+from edgeknn.cli.flags import Flag, add_flags, load_config
 from edgeknn.dataset import load_dataset
 from edgeknn.errors import EdgeKnnError, ImageError
 from edgeknn.images import load_image
@@ -40,8 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shots", type=int, default=5, help="taught examples per class (default 5)")
     p.add_argument("--seed", type=int, default=0, help="first random seed (default 0)")
     p.add_argument("--seeds", type=int, default=5, help="how many seeds to repeat over (default 5)")
-    p.add_argument("--k", type=int, default=3, help="k for edgeknn's classifier (default 3)")
     p.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    add_flags(p, [Flag("--k", "classifier.k")])
     add_embedder_args(p)
     p.set_defaults(func=run_eval)
 
@@ -49,11 +50,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_eval(args: argparse.Namespace) -> int:
     from edgeknn.tools.evaluation import evaluate
 
-    if args.shots < 1 or args.seeds < 1 or args.k < 1:
-        raise EdgeKnnError("--shots, --seeds and --k must be at least 1")
+    if args.shots < 1 or args.seeds < 1:
+        raise EdgeKnnError("--shots and --seeds must be at least 1")
+    config = load_config(args)
     classes = load_dataset(args.dataset)
     labels = tuple(classes)
-    embedder = embedder_from_args(args)
+    embedder = open_embedder(config)
     jobs = [(code, path) for code, label in enumerate(labels) for path in classes[label]]
     progress = Progress("embed", len(jobs))
     vectors, codes = [], []
@@ -67,21 +69,22 @@ def run_eval(args: argparse.Namespace) -> int:
         progress.update(done)
     seeds = list(range(args.seed, args.seed + args.seeds))
     results = evaluate(
-        np.stack(vectors), np.array(codes), labels, shots=args.shots, seeds=seeds, k=args.k
+        np.stack(vectors), np.array(codes), labels, shots=args.shots, seeds=seeds,
+        k=config.classifier.k,
     )
     if args.json:
-        print(json.dumps(as_json(args, labels, seeds, results)))
+        print(json.dumps(as_json(args, config.classifier.k, labels, seeds, results)))
     else:
         print_report(args, labels, seeds, len(codes), results)
     return 0
 
 
-def as_json(args: argparse.Namespace, labels: tuple[str, ...], seeds: list[int],
+def as_json(args: argparse.Namespace, k: int, labels: tuple[str, ...], seeds: list[int],
             results: list[MethodResult]) -> dict:
     return {
         "dataset": str(args.dataset),
         "shots": args.shots,
-        "k": args.k,
+        "k": k,
         "seeds": seeds,
         "classes": list(labels),
         "methods": {

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import replace
-from pathlib import Path
+
+from edgeknn.cli.flags import Flag, add_flags, load_config
 
 EPILOG = """examples:
   edgeknn ha remove                               # the device /etc/edgeknn/config.toml names
@@ -31,24 +32,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Home Assistant delete the device and every entity of it.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    remove.add_argument("--config", type=Path, default=Path("/etc/edgeknn/config.toml"),
-                        help="config file naming the broker and device (default /etc/edgeknn/config.toml)")
-    remove.add_argument("--device-id", default=None,
-                        help="the device id it was announced under (default: the config's)")
+    add_flags(remove, [Flag("--device-id", "device_id",
+                            help="the device id it was announced under (default: the config's)")])
     remove.set_defaults(func=run_remove)
 
 
 def run_remove(args: argparse.Namespace) -> int:
-    from edgeknn.config import load_config
     from edgeknn.errors import EdgeKnnError
     from edgeknn.mqtt.client import MqttClient
     from edgeknn.mqtt.topics import Topics
-    from edgeknn.service.daemon import device_id, mqtt_settings
+    from edgeknn.service.daemon import device_id, mqtt_config
     from edgeknn.service.homeassistant import describe
 
-    config = load_config(args.config)
-    device = args.device_id or device_id(config)
-    settings = mqtt_settings(config, device)
+    config = load_config(args)  # the service's config file, --device-id replacing its device_id
+    device = device_id(config)
+    settings = mqtt_config(config, device)
     topic = describe(config, device).topic
     # its own client id, so that a running service is not disconnected by the broker
     client = MqttClient(replace(settings, client_id=f"{settings.client_id}-ha-remove"),

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from edgeknn import paths
+from edgeknn.cli.flags import MODELS_DIR, Flag, add_flags, load_config
 from edgeknn.vision import models
 
 LIST_EPILOG = """examples:
@@ -42,7 +42,7 @@ See `edgeknn models ACTION --help` for each action.
 
 
 def _models_dir(args: argparse.Namespace) -> Path:
-    return Path(args.models_dir) if args.models_dir else paths.default_models_dir()
+    return load_config(args).models.dir
 
 
 def list_models(args: argparse.Namespace) -> int:
@@ -87,7 +87,8 @@ class _Progress:
 
 def fetch_models(args: argparse.Namespace) -> int:
     manifest = models.load_manifest()
-    models_dir = _models_dir(args)
+    config = load_config(args).models
+    models_dir, mirror = config.dir, config.mirror or None
     chosen = models.select(manifest, args.names, args.kind)
     err = sys.stderr
     if not chosen:
@@ -97,10 +98,10 @@ def fetch_models(args: argparse.Namespace) -> int:
         if not args.force and models.file_status(info, models_dir) == "verified":
             print(f"{info.name}: already present, sha256 ok", file=err)
             continue
-        print(f"{info.name}: fetching from {models.source_url(info, args.mirror)}", file=err)
+        print(f"{info.name}: fetching from {models.source_url(info, mirror)}", file=err)
         progress = _Progress(info.name, err)
         try:
-            path = models.fetch(info, models_dir, mirror=args.mirror, progress=progress)
+            path = models.fetch(info, models_dir, mirror=mirror, progress=progress)
         finally:
             progress.finish()
         print(f"{info.name}: {_size(path.stat().st_size)}, sha256 ok -> {path}", file=err)
@@ -112,9 +113,7 @@ def _size(n: int) -> str:
 
 
 def _add_models_dir(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--models-dir", metavar="DIR",
-                        help="where models live (default: $EDGEKNN_MODELS_DIR, else "
-                        "~/.local/share/edgeknn/models)")
+    add_flags(parser, MODELS_DIR)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -140,9 +139,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     fetcher.add_argument("names", nargs="*", metavar="NAME",
                          help="manifest names (default: all); see: edgeknn models list")
     fetcher.add_argument("--kind", choices=models.KINDS, help="only models of this kind")
-    fetcher.add_argument("--mirror", metavar="DIR_OR_URL",
-                         help="download from this directory or URL instead "
-                         "(default: $EDGEKNN_MODEL_MIRROR, else each model's URL)")
+    add_flags(fetcher, [Flag("--mirror", "models.mirror", metavar="DIR_OR_URL",
+                             help="download from this directory or URL instead (default: the config "
+                             "file's models.mirror, else $EDGEKNN_MODEL_MIRROR, else each model's URL)")])
     fetcher.add_argument("--force", action="store_true",
                          help="download even if a verified file is present")
     _add_models_dir(fetcher)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edgeknn.config import DEFAULT_PATH
+
 EPILOG = """examples:
   edgeknn run                                   # /etc/edgeknn/config.toml
   edgeknn run --config ./config.toml --log-level debug
@@ -21,8 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Watch the camera, publish predictions over MQTT, learn from buttons and MQTT commands.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--config", type=Path, default=Path("/etc/edgeknn/config.toml"),
-                   help="config file (default /etc/edgeknn/config.toml)")
+    p.add_argument("--config", type=Path, default=DEFAULT_PATH, metavar="FILE",
+                   help=f"config file (default {DEFAULT_PATH})")
     p.set_defaults(func=run)
 
 

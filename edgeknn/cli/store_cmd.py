@@ -11,9 +11,10 @@ from edgeknn.cli.common import (
     Progress,
     add_embedder_args,
     add_store_arg,
-    embedder_from_args,
+    open_embedder,
     open_store,
 )
+from edgeknn.cli.flags import load_config
 from edgeknn.errors import EdgeKnnError, StoreError
 from edgeknn.images import decode_image
 from edgeknn.store import Store
@@ -28,8 +29,9 @@ EPILOG = """examples:
   edgeknn store rename mug cup
   edgeknn store reembed --model mobilenet_v2     # after changing the embedder
 
-Every verb takes --store FILE (default: $EDGEKNN_STORE, else
-~/.local/share/edgeknn/store.db); see `edgeknn store VERB --help`.
+Every verb takes --store FILE (default: $EDGEKNN_STORE, else store.path of
+the config file -- --config FILE, or /etc/edgeknn/config.toml if readable --
+else ~/.local/share/edgeknn/store.db); see `edgeknn store VERB --help`.
 """
 
 # One (help, description, epilog) per verb: `edgeknn store VERB --help` shows its own examples.
@@ -158,7 +160,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _existing(args: argparse.Namespace, *, readonly: bool = False) -> Store:
-    return open_store(args, create=False, readonly=readonly)
+    return open_store(load_config(args), create=False, readonly=readonly)
 
 
 def info(args: argparse.Namespace) -> int:
@@ -191,7 +193,8 @@ def export(args: argparse.Namespace) -> int:
 def import_(args: argparse.Namespace) -> int:
     if not args.file.is_file():
         raise StoreError(f"import file {args.file} does not exist")
-    with Store.open(args.file, readonly=True) as source, open_store(args) as store:
+    config = load_config(args)
+    with Store.open(args.file, readonly=True) as source, open_store(config) as store:
         n = store.import_from(source, replace=args.replace)
         total = len(store)
     print(f"imported {n} examples from {args.file}; the store now holds {total}")
@@ -226,8 +229,9 @@ def rename(args: argparse.Namespace) -> int:
 
 
 def reembed(args: argparse.Namespace) -> int:
-    embedder = embedder_from_args(args)
-    with _existing(args) as store:
+    config = load_config(args)
+    embedder = open_embedder(config)
+    with open_store(config, create=False) as store:
         if store.fingerprint == embedder.info.fingerprint:
             print(f"store {store.path} is already embedded with {embedder.info.fingerprint}")
             return 0

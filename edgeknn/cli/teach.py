@@ -7,14 +7,15 @@ import json
 import sys
 from pathlib import Path
 
-from edgeknn.classify import METHODS
 from edgeknn.cli.common import (
     Progress,
+    add_classifier_args,
     add_embedder_args,
     add_store_arg,
-    embedder_from_args,
+    open_embedder,
     open_store,
 )
+from edgeknn.cli.flags import load_config
 from edgeknn.dataset import load_dataset
 from edgeknn.errors import EdgeKnnError, ImageError, StoreError
 from edgeknn.images import load_image
@@ -67,21 +68,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=predict)
 
 
-def add_classifier_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--k", type=int, default=3, help="neighbours per class (default 3)")
-    p.add_argument("--method", choices=METHODS, default="balanced",
-                   help="balanced (default), knn (plain TF.js-style vote) or ncm (class mean)")
-    p.add_argument("--threshold", type=float, default=0.0,
-                   help="below this best cosine similarity the answer is 'unknown' (default 0)")
-
-
 def teach(args: argparse.Namespace) -> int:
+    config = load_config(args)
     if args.limit_per_class is not None and args.limit_per_class < 1:
         raise EdgeKnnError("--limit-per-class must be at least 1")
     classes = load_dataset(args.dir, limit_per_class=args.limit_per_class)
     jobs = [(label, path) for label, paths in classes.items() for path in paths]
-    embedder = embedder_from_args(args)
-    with open_store(args) as store:
+    embedder = open_embedder(config)
+    with open_store(config) as store:
         store.bind(embedder.info.fingerprint, embedder.info.dim)
         added, skipped = teach_files(store, embedder, jobs, skip_bad=args.skip_bad)
         counts = store.counts()
@@ -122,9 +116,10 @@ def teach_files(
 
 
 def predict(args: argparse.Namespace) -> int:
-    embedder = embedder_from_args(args)
+    config = load_config(args)
+    embedder = open_embedder(config)
     failures = 0
-    with open_store(args, create=False, readonly=True) as store:
+    with open_store(config, create=False, readonly=True) as store:
         if not len(store):
             raise StoreError(f"store {store.path} is empty; teach it first: edgeknn teach DIR")
         store.bind(embedder.info.fingerprint, embedder.info.dim)
@@ -135,7 +130,7 @@ def predict(args: argparse.Namespace) -> int:
                 print(f"edgeknn: error: {exc}", file=sys.stderr)
                 failures += 1
                 continue
-            pred = store.predict(embedding, k=args.k, method=args.method, threshold=args.threshold)
+            pred = store.predict(embedding, config.classifier)
             if args.json:
                 print(json.dumps({"image": str(path), **prediction_dict(pred)}), flush=True)
             else:

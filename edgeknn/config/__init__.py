@@ -20,11 +20,16 @@ counts as unset:
 
     EDGEKNN_MQTT_HOST      -> mqtt.host
     EDGEKNN_MQTT_PASSWORD  -> mqtt.password
+
+Command-line flags override single keys the same way (``parse_config(...,
+flags={"classifier.k": ("--k", 5)})``, see :mod:`edgeknn.cli.flags`), and a bad
+value names its flag: ``classifier.k: expected an integer 1..100, got 0 (from --k)``.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from importlib import resources
@@ -47,6 +52,7 @@ from edgeknn.config.schema import (
     MqttTlsConfig,
     PipelineConfig,
     StoreConfig,
+    WebConfig,
 )
 from edgeknn.config.validate import build
 from edgeknn.errors import ConfigError
@@ -55,7 +61,7 @@ __all__ = [
     "DEFAULT_PATH", "ENV_OVERRIDES", "ButtonConfig", "CameraConfig", "ClassifierConfig",
     "ClearButtonConfig", "Config", "DetectorConfig", "EmbedderConfig", "GpioConfig",
     "LoggingConfig", "ModelsConfig", "MqttConfig", "MqttQosConfig", "MqttTlsConfig",
-    "PipelineConfig", "StoreConfig", "example_text", "load_config", "parse_config",
+    "PipelineConfig", "StoreConfig", "WebConfig", "example_text", "load_config", "parse_config", "read_toml",
 ]
 
 DEFAULT_PATH = Path("/etc/edgeknn/config.toml")
@@ -69,6 +75,11 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
 
 def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
     """Read, parse and validate a config file; ``env`` defaults to ``os.environ``."""
+    return parse_config(read_toml(path), str(path), os.environ if env is None else env)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """A config file's TOML document, not yet validated; ConfigError naming the file if unreadable."""
     path = Path(path)
     try:
         text = path.read_bytes().decode("utf-8")
@@ -80,23 +91,52 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:  # its message ends "(at line N, column M)"
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_config(data, str(path), os.environ if env is None else env)
+    return data
 
 
 def parse_config(
-    data: Mapping[str, Any], source: str = "config", env: Mapping[str, str] | None = None
+    data: Mapping[str, Any],
+    source: str = "config",
+    env: Mapping[str, str] | None = None,
+    *,
+    flags: Mapping[str, tuple[str, Any]] | None = None,
 ) -> Config:
-    """Validate an already-parsed TOML document; pure (``env`` is only read if given)."""
+    """Validate an already-parsed TOML document; pure (``env`` is only read if given).
+
+    ``flags`` maps key paths to the command-line flag and value that replace
+    them (``{"classifier.k": ("--k", 0)}``); they win over the file and the
+    environment.  A problem with such a value is reported like any other, but
+    ends with the flag instead of starting with ``source``.
+    """
     data, from_env = _apply_env(data, env or {})
+    from_flags: dict[str, str] = {}
+    for key, (flag, value) in (flags or {}).items():
+        data = _replaced(data, key.split("."), value)
+        from_flags[key] = flag
     config, problems = build(Config, data)
     if problems:
         lines = []
         for line in problems:
-            key = line.split(":", 1)[0]
+            key = re.sub(r"\[\d+\]$", "", line.split(":", 1)[0])  # detector.allow[1] -> its key
+            if key in from_flags:
+                lines.append(f"{line} (from {from_flags[key]})")
+                continue
             suffix = f" (from ${from_env[key]})" if key in from_env else ""
-            lines.append(f"{source}: {line}{suffix}")
+            lines.append(f"{source}: {line}{suffix}" if source else f"{line}{suffix}")
         raise ConfigError("\n".join(lines))
     return config
+
+
+def _replaced(data: Mapping[str, Any], keys: list[str], value: Any) -> Mapping[str, Any]:
+    """A copy of ``data`` with ``value`` at the key path; a non-table on the way is left for the
+    validator to report."""
+    head, rest = keys[0], keys[1:]
+    if not rest:
+        return {**data, head: value}
+    inner = data.get(head, {})
+    if not isinstance(inner, Mapping):
+        return data
+    return {**data, head: _replaced(inner, rest, value)}
 
 
 def _apply_env(

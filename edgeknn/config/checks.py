@@ -2,17 +2,19 @@
 
 Each takes a value already of the right type and returns it (possibly
 normalised) or raises ``ValueError`` with an "expected ..." message; the
-validator puts the key path in front.
+validator puts the key path in front.  Where a rule belongs to the part that
+uses the value (topics, labels, Edge TPU devices), the check here only calls
+that part's rule, so each rule is stated once.
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
 
 from edgeknn.config.validate import shown
 from edgeknn.errors import EdgeTpuError
 from edgeknn.labels import validate_label
+from edgeknn.mqtt.topics import check_base_topic, check_device_id
 from edgeknn.vision.runtime import validate_device
 
 # The 40-pin header: physical (BOARD) pin -> BCM GPIO number.  The other header
@@ -57,37 +59,15 @@ def optional_pin(value: int | str) -> int | str:
     return value if value == "" else pin(value)
 
 
-def _control_char(text: str) -> str | None:
-    for ch in text:
-        if unicodedata.category(ch).startswith("C"):
-            return f"U+{ord(ch):04X}"
-    return None
-
-
-def topic_level(value: str) -> str:
-    """One MQTT topic level (a device id), or "" for the default."""
-    if value == "":
-        return value
-    bad = next((c for c in "/+#" if c in value), None) or _control_char(value)
-    if bad or len(value) > 64 or value != value.strip():
-        raise ValueError(
-            "expected one MQTT topic level: at most 64 characters, no '/', '+', '#', "
-            f"control characters or surrounding spaces, got {shown(value)}"
-        )
-    return value
+def device_id(value: str) -> str:
+    """A device id by :func:`edgeknn.mqtt.topics.check_device_id`, or "" for the host name."""
+    return value if value == "" else check_device_id(value)
 
 
 def topic(value: str) -> str:
-    """An MQTT topic prefix such as "home/edgeknn/kitchen", or "" for the default."""
-    if value == "":
-        return value
-    bad = next((c for c in "+#" if c in value), None) or _control_char(value)
-    if bad or value.startswith("/") or value.endswith("/") or "//" in value:
-        raise ValueError(
-            "expected an MQTT topic without '+', '#', control characters, empty levels "
-            f"or a leading or trailing '/', got {shown(value)}"
-        )
-    return value
+    """A topic prefix (``mqtt.base_topic``, ``homeassistant.prefix``) by
+    :func:`edgeknn.mqtt.topics.check_base_topic`, or "" for the default."""
+    return value if value == "" else check_base_topic(value)
 
 
 def host(value: str) -> str:

@@ -2,6 +2,15 @@
 
 ``edgeknn/config.example.toml`` documents every key; tests check that it
 parses to exactly these defaults and names every field.
+
+A rule that belongs to the part using a value is imported from that part, not
+restated: classifier methods from :mod:`edgeknn.classify`, teach targets from
+:mod:`edgeknn.mqtt.commands`, the base topic and device id rules from
+:mod:`edgeknn.mqtt.topics`, camera sources from :mod:`edgeknn.cameras`,
+accelerators and Edge TPU devices from :mod:`edgeknn.vision.runtime`, labels
+from :mod:`edgeknn.labels`.  The parts that read the config take their frozen
+section and do not check it again, so ``edgeknn config check`` accepts exactly
+what the service starts with.
 """
 
 from __future__ import annotations
@@ -10,18 +19,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeknn.cameras import SOURCES as CAMERA_SOURCES
+from edgeknn.classify import METHODS
 from edgeknn.config import checks
 from edgeknn.config.validate import section, setting
-from edgeknn.images import RESIZE_POLICIES
+from edgeknn.images import MAX_PIXELS, RESIZE_POLICIES
+from edgeknn.mqtt.commands import TARGETS as TEACH_TARGETS
 from edgeknn.vision.runtime import ACCELERATORS
 
 At = Callable[[str], str]  # relative key -> full key path, for cross-key problems
 
-CAMERA_SOURCES = ("picamera2", "opencv", "replay", "synthetic")
-CLASSIFIER_METHODS = ("balanced", "knn", "ncm")
 PIN_FACTORIES = ("", "lgpio", "rpigpio", "pigpio", "native", "mock")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-TEACH_TARGETS = ("frame", "largest_object")
 PIN_RULE = {"check": checks.pin, "expect": checks.PIN_EXPECT}
 OPTIONAL_PIN_RULE = {"check": checks.optional_pin, "expect": checks.PIN_EXPECT + ' or ""'}
 
@@ -54,7 +63,7 @@ class EmbedderConfig:
 @dataclass(frozen=True)
 class ClassifierConfig:
     k: int = setting(3, "neighbours that vote", min=1, max=100)
-    method: str = setting("balanced", "voting method", choices=CLASSIFIER_METHODS)
+    method: str = setting("balanced", "voting method", choices=METHODS)
     unknown_threshold: float = setting(0.0, "cosine similarity below which a frame is unknown",
                                        min=-1.0, max=1.0)
     smoothing: int = setting(4, "majority over the last N predictions", min=1, max=100)
@@ -135,9 +144,18 @@ class MqttConfig:
     password: str = setting("", "env EDGEKNN_MQTT_PASSWORD overrides", secret=True)
     keepalive: int = setting(60, "seconds", min=5, max=3600)
     base_topic: str = setting("", "empty = edgeknn/<device_id>", check=checks.topic)
-    max_queued: int = setting(1000, "messages kept while disconnected", min=1, max=1_000_000)
+    max_queued: int = setting(1000, "predictions and detections kept while the broker is slow or "
+                              "away (replies and retained state are always kept)",
+                              min=1, max=1_000_000)
     reconnect_min: float = setting(1.0, "first reconnect wait (s)", above=0.0, max=3600.0)
     reconnect_max: float = setting(60.0, "longest reconnect wait (s)", above=0.0, max=3600.0)
+    session_expiry: int = setting(300, "seconds the broker keeps our session (and the commands "
+                                  "sent meanwhile) while we are away; 0 = a clean session each time",
+                                  min=0, max=604800)
+    command_queue: int = setting(64, "commands waiting to run; more are answered busy",
+                                 min=1, max=10000)
+    max_image_pixels: int = setting(MAX_PIXELS, "largest image an add command may upload (pixels)",
+                                    min=10_000, max=50_000_000)
     tls: MqttTlsConfig = section(MqttTlsConfig, "TLS to the broker")
     qos: MqttQosConfig = section(MqttQosConfig, "QoS per message kind")
 
@@ -231,6 +249,23 @@ class HomeAssistantConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    enabled: bool = setting(True, "serve the web page and HTTP API")
+    host: str = setting("0.0.0.0", "address to listen on; 127.0.0.1 = this machine only (behind a proxy)",
+                        check=checks.host)
+    port: int = setting(8080, "port to listen on; 0 = any free port (the log says which)", min=0, max=65535)
+    password_file: Path = setting(Path("/var/lib/edgeknn/web-password"),
+                                  "the hashed password, written by: edgeknn web password")
+    token: str = setting("", "a bearer token for API clients; empty = none", secret=True)
+    anonymous_writes: bool = setting(False, "let anyone who reaches the page change the store")
+    protect_reads: bool = setting(False, "the live view and reads need a login (or the token) too")
+    secure_cookie: bool = setting(False, "send the session cookie over HTTPS only (behind a TLS proxy)")
+    stream_fps: float = setting(5.0, "live view frames per second at most", above=0.0, max=30.0)
+    stream_size: int = setting(640, "live view: longest side in pixels", min=64, max=4096)
+    jpeg_quality: int = setting(75, "live view JPEG quality", min=10, max=95)
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = setting("info", "log verbosity", choices=LOG_LEVELS)
 
@@ -240,7 +275,7 @@ class Config:
     """The whole edgeknn config: ``Config.default()`` is what an empty file gives."""
 
     device_id: str = setting("", "MQTT topic level naming this device; empty = host name",
-                             check=checks.topic_level)
+                             check=checks.device_id)
     store: StoreConfig = section(StoreConfig)
     models: ModelsConfig = section(ModelsConfig)
     embedder: EmbedderConfig = section(EmbedderConfig)
@@ -251,6 +286,7 @@ class Config:
     gpio: GpioConfig = section(GpioConfig)
     detector: DetectorConfig = section(DetectorConfig)
     homeassistant: HomeAssistantConfig = section(HomeAssistantConfig)
+    web: WebConfig = section(WebConfig)
     logging: LoggingConfig = section(LoggingConfig)
 
     @classmethod

@@ -8,14 +8,14 @@
 
 Everything above the adapter talks to a :class:`Publisher`, so it is tested with
 the :class:`RecordingPublisher` defined here, beside the real one, without a
-socket.  This module also holds the settings the adapter takes: the daemon maps
-its validated config onto :class:`MqttSettings`.
+socket.  The adapter and the Announcer take the validated ``[mqtt]`` config
+section (:class:`edgeknn.config.MqttConfig`) itself.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 
@@ -72,44 +72,3 @@ class RecordingPublisher:
         found = self.on(topic)
         assert found, f"nothing was published on {topic!r}"
         return found[-1]
-
-
-@dataclass(frozen=True)
-class QosSettings:
-    """The QoS of each kind of message."""
-
-    status: int = 1
-    prediction: int = 0
-    classes: int = 1
-    stats: int = 0
-    snapshot: int = 0
-    detections: int = 0
-    commands: int = 1  # the subscription to <base>/cmd/+ and the replies
-
-
-@dataclass(frozen=True)
-class TlsSettings:
-    enabled: bool = False
-    ca: str | None = None  # None: the system's trusted CAs
-    certfile: str | None = None
-    keyfile: str | None = None
-    insecure: bool = False  # skip host name verification (self-signed test brokers only)
-
-
-@dataclass(frozen=True)
-class MqttSettings:
-    """How to reach the broker (the ``mqtt`` config section, already validated)."""
-
-    enabled: bool = True
-    host: str = "localhost"
-    port: int = 1883
-    client_id: str = ""  # empty: the broker assigns one
-    username: str | None = None
-    password: str | None = None
-    keepalive: int = 30
-    base_topic: str = ""  # empty: edgeknn/<device_id>
-    max_queued: int = 100  # messages kept while disconnected (0: none)
-    reconnect_min: float = 1.0  # seconds before the first retry; doubles up to reconnect_max
-    reconnect_max: float = 60.0
-    tls: TlsSettings = field(default_factory=TlsSettings)
-    qos: QosSettings = field(default_factory=QosSettings)

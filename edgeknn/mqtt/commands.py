@@ -31,7 +31,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from edgeknn.errors import CommandError, EdgeKnnError
-from edgeknn.images import decode_image
+from edgeknn.images import MAX_PIXELS, decode_image
 from edgeknn.labels import validate_label
 from edgeknn.mqtt.payloads import to_json
 
@@ -42,6 +42,9 @@ MAX_COUNT = 100
 MAX_ID_LENGTH = 128
 MAX_EXAMPLE_ID = 2**63 - 1  # SQLite's integer range
 TARGETS = ("frame", "largest_object")
+# Uploaded images are decoded no larger than this (longest side): enough for the
+# detector to find an object and for a 224 px crop of it, and cheap to hold.
+IMAGE_SIDE = 1024
 
 RequestId = str | int | float | None
 
@@ -215,7 +218,7 @@ def _integer(obj: dict[str, Any], name: str, low: int, high: int) -> int:
     return value
 
 
-def _image(value: object) -> np.ndarray:
+def _image(value: object, max_pixels: int) -> np.ndarray:
     if not isinstance(value, str):
         raise CommandError(f"image must be a base64 string, got {_kind(value)}")
     text = value
@@ -229,12 +232,12 @@ def _image(value: object) -> np.ndarray:
     except (binascii.Error, ValueError):
         raise CommandError("image is not valid base64") from None
     try:
-        return decode_image(data, "image")
+        return decode_image(data, "image", max_pixels=max_pixels, max_side=IMAGE_SIDE)
     except EdgeKnnError as exc:
         raise CommandError(str(exc)) from None
 
 
-def _parse_add(obj: dict[str, Any], request_id: RequestId) -> AddCommand:
+def _parse_add(obj: dict[str, Any], request_id: RequestId, max_pixels: int) -> AddCommand:
     label = _label(obj, "label")
     count = _integer(obj, "count", 1, MAX_COUNT) if "count" in obj else 1
     target = obj.get("target", "frame")
@@ -244,11 +247,11 @@ def _parse_add(obj: dict[str, Any], request_id: RequestId) -> AddCommand:
     if "image" in obj:
         if count != 1:
             raise CommandError("count must be 1 with an image; count is for camera frames")
-        image = _image(obj["image"])
+        image = _image(obj["image"], max_pixels)
     return AddCommand(label, count, image, target, request_id)
 
 
-def _parse_remove(obj: dict[str, Any], request_id: RequestId) -> RemoveCommand:
+def _parse_remove(obj: dict[str, Any], request_id: RequestId, max_pixels: int) -> RemoveCommand:
     if ("label" in obj) == ("example_id" in obj):
         raise CommandError("remove needs exactly one of label or example_id")
     if "label" in obj:
@@ -257,39 +260,44 @@ def _parse_remove(obj: dict[str, Any], request_id: RequestId) -> RemoveCommand:
                          request_id=request_id)
 
 
-def _parse_clear(obj: dict[str, Any], request_id: RequestId) -> ClearCommand:
+def _parse_clear(obj: dict[str, Any], request_id: RequestId, max_pixels: int) -> ClearCommand:
     if obj.get("confirm") is not True:
         raise CommandError(
             'confirm must be true: clear deletes every example; send {"confirm": true}')
     return ClearCommand(request_id)
 
 
-def _parse_rename(obj: dict[str, Any], request_id: RequestId) -> RenameCommand:
+def _parse_rename(obj: dict[str, Any], request_id: RequestId, max_pixels: int) -> RenameCommand:
     old, new = _label(obj, "from"), _label(obj, "to")
     if old == new:
         raise CommandError(f"to is the same as from ({old!r})")
     return RenameCommand(old, new, request_id)
 
 
-def _parse_snapshot(obj: dict[str, Any], request_id: RequestId) -> SnapshotCommand:
+def _parse_snapshot(obj: dict[str, Any], request_id: RequestId, max_pixels: int) -> SnapshotCommand:
     return SnapshotCommand(request_id)
 
 
-_PARSERS: dict[str, Callable[[dict[str, Any], RequestId], Command]] = {
+_PARSERS: dict[str, Callable[[dict[str, Any], RequestId, int], Command]] = {
     "add": _parse_add, "remove": _parse_remove, "clear": _parse_clear,
     "rename": _parse_rename, "snapshot": _parse_snapshot,
 }
 
 
-def parse_command(verb: str, payload: bytes, max_bytes: int = MAX_PAYLOAD_BYTES) -> Command:
-    """A validated command, or CommandError naming the bad field."""
+def parse_command(verb: str, payload: bytes, max_bytes: int = MAX_PAYLOAD_BYTES, *,
+                  max_image_pixels: int = MAX_PIXELS) -> Command:
+    """A validated command, or CommandError naming the bad field.
+
+    An uploaded image larger than ``max_image_pixels`` is refused from its
+    header; smaller ones are decoded to at most IMAGE_SIDE, which bounds the
+    memory one message can take (see images.decode_budget)."""
     if verb not in _PARSERS:
         raise CommandError(f"unknown command {_show(verb)}; known: {', '.join(VERBS)}")
     check_size(payload, max_bytes)
     obj = decode_json(payload)
     request_id = parse_request_id(obj)
     _check_fields(verb, obj)
-    return _PARSERS[verb](obj, request_id)
+    return _PARSERS[verb](obj, request_id, max_image_pixels)
 
 
 # -- dispatch and replies --------------------------------------------------
@@ -348,9 +356,24 @@ def refuse(verb: str, payload: bytes, message: str) -> bytes:
     return result_payload(verb, peek_id(payload), False, message)
 
 
+@dataclass(frozen=True)
+class Answer:
+    """The reply to one request, and the error that refused it (None when carried out),
+    so that the HTTP API can pick its status from the same outcome."""
+
+    payload: bytes
+    error: Exception | None = None
+
+
 def handle_message(verb: str, payload: bytes, target: CommandTarget,
-                   max_bytes: int = MAX_PAYLOAD_BYTES) -> bytes:
-    """Parse, carry out and answer one request.  Never raises.
+                   max_bytes: int = MAX_PAYLOAD_BYTES, *, max_image_pixels: int = MAX_PIXELS) -> bytes:
+    """Parse, carry out and answer one request.  Never raises."""
+    return answer(verb, payload, target, max_bytes, max_image_pixels=max_image_pixels).payload
+
+
+def answer(verb: str, payload: bytes, target: CommandTarget,
+           max_bytes: int = MAX_PAYLOAD_BYTES, *, max_image_pixels: int = MAX_PIXELS) -> Answer:
+    """Parse, carry out and answer one request (MQTT and HTTP alike).  Never raises.
 
     EdgeKnnError (a bad field, an unknown label) becomes ``ok: false`` with its
     message; anything else is a bug, logged with its traceback and answered
@@ -358,14 +381,14 @@ def handle_message(verb: str, payload: bytes, target: CommandTarget,
     """
     request_id = None
     try:
-        command = parse_command(verb, payload, max_bytes)
+        command = parse_command(verb, payload, max_bytes, max_image_pixels=max_image_pixels)
         request_id = command.request_id
-        return result_payload(verb, request_id, True, None, **dispatch(command, target))
+        return Answer(result_payload(verb, request_id, True, None, **dispatch(command, target)))
     except EdgeKnnError as exc:
         if request_id is None:
             request_id = peek_id(payload, max_bytes)
-        return result_payload(verb, request_id, False, str(exc))
+        return Answer(result_payload(verb, request_id, False, str(exc)), exc)
     except Exception as exc:
         log.exception("command %s failed", _show(verb))
         message = f"internal error: {type(exc).__name__}: {exc}"
-        return result_payload(verb, request_id, False, message)
+        return Answer(result_payload(verb, request_id, False, message), exc)

@@ -18,10 +18,14 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from edgeknn.mqtt import Publisher, QosSettings
+from edgeknn.mqtt import Publisher
 from edgeknn.mqtt.topics import Topics
 from edgeknn.results import Detection, Frame, Prediction
+
+if TYPE_CHECKING:  # the config imports this package's rules, so not at run time
+    from edgeknn.config import MqttQosConfig
 
 
 @dataclass(frozen=True)
@@ -163,11 +167,14 @@ class Announcer:
     which also sets it as the Last Will.
     """
 
-    def __init__(self, publisher: Publisher, topics: Topics,
-                 qos: QosSettings | None = None) -> None:
+    def __init__(self, publisher: Publisher, topics: Topics, qos: MqttQosConfig | None = None) -> None:
+        if qos is None:  # the [mqtt.qos] defaults; imported here, as the config imports this package
+            from edgeknn.config import MqttQosConfig
+
+            qos = MqttQosConfig()
         self._publisher = publisher
         self._topics = topics
-        self._qos = qos or QosSettings()
+        self._qos = qos
         self._recognised: str | None = None
 
     def recognised(self, prediction: Prediction) -> bool:

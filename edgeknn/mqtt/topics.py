@@ -16,42 +16,57 @@ The base is ``edgeknn/<device_id>`` unless configured.
 
 from __future__ import annotations
 
+import json
 import unicodedata
 from dataclasses import dataclass
 
 from edgeknn.errors import ConfigError
 
 RESULT_LEVEL = "result"
+MAX_DEVICE_ID = 64
 
 
-def _check_level(level: str, what: str) -> None:
-    if not level:
-        raise ConfigError(f"{what}: empty topic level; remove the doubled or edge '/'")
-    for ch in level:
-        if ch in "+#":
-            raise ConfigError(f"{what}: {ch!r} is an MQTT wildcard and may not appear in a topic")
+def _quoted(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)  # as the config's own messages show strings
+
+
+def _control_char(text: str) -> str | None:
+    for ch in text:
         if unicodedata.category(ch).startswith("C"):
-            raise ConfigError(f"{what}: contains a control character (U+{ord(ch):04X})")
+            return f"U+{ord(ch):04X}"
+    return None
 
 
-def validate_base(base: str, what: str = "mqtt.base_topic") -> str:
-    """Return a base topic unchanged if usable, else raise ConfigError naming the problem."""
-    if not isinstance(base, str) or not base:
-        raise ConfigError(f"{what}: must be a non-empty topic such as 'edgeknn/kitchen'")
+def check_base_topic(base: str) -> str:
+    """``base`` unchanged if every topic edgeknn uses can start with it; else ValueError saying why.
+
+    This is the one rule for ``mqtt.base_topic``: the config schema checks the
+    key with it (so ``edgeknn config check`` refuses what start-up would), and
+    :class:`Topics` applies it to whatever base it is given.
+    """
+    if not base:
+        raise ValueError("expected a non-empty topic such as \"edgeknn/kitchen\"")
     if base.startswith("$"):
-        raise ConfigError(f"{what}: {base!r} starts with '$', which brokers reserve ($SYS)")
+        raise ValueError(f"{_quoted(base)} starts with '$', which brokers reserve ($SYS)")
     for level in base.split("/"):
-        _check_level(level, f"{what} {base!r}")
+        if not level:
+            raise ValueError(f"{_quoted(base)} has an empty topic level; remove the doubled or edge '/'")
+        wildcard = next((c for c in "+#" if c in level), None)
+        if wildcard:
+            raise ValueError(f"{_quoted(base)}: {wildcard!r} is an MQTT wildcard and may not appear in a topic")
+        if bad := _control_char(level):
+            raise ValueError(f"{_quoted(base)} contains a control character ({bad})")
     return base
 
 
-def validate_device_id(device_id: str, what: str = "device_id") -> str:
-    """A device id is one topic level: no '/', wildcards or control characters."""
-    if not isinstance(device_id, str) or not device_id:
-        raise ConfigError(f"{what}: must be a non-empty name such as 'kitchen'")
-    if "/" in device_id:
-        raise ConfigError(f"{what}: {device_id!r} contains '/'; it must be one topic level")
-    _check_level(device_id, f"{what} {device_id!r}")
+def check_device_id(device_id: str) -> str:
+    """``device_id`` unchanged if it is one topic level (``edgeknn/<device_id>``); else ValueError."""
+    if (not device_id or len(device_id) > MAX_DEVICE_ID or device_id != device_id.strip()
+            or any(c in device_id for c in "/+#") or _control_char(device_id)):
+        raise ValueError(
+            f"expected one MQTT topic level: 1..{MAX_DEVICE_ID} characters, no '/', '+', '#', "
+            f"control characters or surrounding spaces, got {_quoted(device_id)}"
+        )
     return device_id
 
 
@@ -62,14 +77,21 @@ class Topics:
     base: str
 
     def __post_init__(self) -> None:
-        validate_base(self.base)
+        try:
+            check_base_topic(self.base)
+        except ValueError as exc:
+            raise ConfigError(f"mqtt.base_topic: {exc}") from None
 
     @classmethod
     def for_device(cls, device_id: str, base_topic: str | None = None) -> Topics:
         """``base_topic`` if given, else ``edgeknn/<device_id>``."""
         if base_topic:
             return cls(base_topic)
-        return cls(f"edgeknn/{validate_device_id(device_id)}")
+        try:
+            check_device_id(device_id)
+        except ValueError as exc:
+            raise ConfigError(f"device_id: {exc}") from None
+        return cls(f"edgeknn/{device_id}")
 
     @property
     def status(self) -> str:
@@ -113,6 +135,15 @@ class Topics:
 
     def command(self, verb: str) -> str:
         return f"{self.base}/cmd/{verb}"
+
+    def is_reply_topic(self, topic: object) -> bool:
+        """Whether a request's MQTT v5 ResponseTopic may be published to: a plain
+        topic, not a wildcard, not ``$SYS`` and never a command topic (a loop)."""
+        if not isinstance(topic, str) or not topic or topic.startswith("$"):
+            return False
+        if any(ch in "+#" or unicodedata.category(ch) == "Cc" for ch in topic):
+            return False
+        return self.verb_from_topic(topic) is None
 
     def verb_from_topic(self, topic: str) -> str | None:
         """The verb of a command topic, or None if the topic is not a command.

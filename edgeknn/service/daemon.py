@@ -1,12 +1,12 @@
 """`edgeknn run`: build the application from its config, run it, stop it cleanly.
 
 Start order: store -> embedder -> detector -> MQTT -> camera + capture thread
--> buttons -> processing loop.  The main thread only waits: it sends the
+-> buttons -> processing loop -> web page.  The main thread only waits: it sends the
 stats, feeds the systemd watchdog while the processing loop is alive, and
 handles signals (SIGTERM/SIGINT stop, SIGHUP reloads what can change while
-running).  Stop (see :meth:`Daemon.stop`) takes under 5 s: buttons, then MQTT
-(the command in flight finishes, ``offline`` is published), then camera and
-threads, the store last.
+running).  Stop (see :meth:`Daemon.stop`) takes under 5 s: the web page, buttons,
+then MQTT (the command in flight finishes, ``offline`` is published), then camera
+and threads, the store last.
 """
 
 from __future__ import annotations
@@ -22,22 +22,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeknn.cameras import Backoff, Camera, RetryingCamera, make_camera
-from edgeknn.config import Config, load_config
+from edgeknn.config import Config, EmbedderConfig, ModelsConfig, MqttConfig, load_config
 from edgeknn.errors import ConfigError, EdgeKnnError
-from edgeknn.mqtt import MqttSettings, NullPublisher, Publisher, QosSettings, TlsSettings
+from edgeknn.mqtt import NullPublisher, Publisher
 from edgeknn.mqtt.payloads import Announcer, DeviceState, Stats
 from edgeknn.mqtt.topics import Topics
 from edgeknn.results import Frame, Prediction
 from edgeknn.service import homeassistant
 from edgeknn.service.detection_stage import DetectionStage
-from edgeknn.service.engine import ClassifierSettings, Engine
+from edgeknn.service.engine import Embeds, Engine
 from edgeknn.service.fresh import FreshFrames
 from edgeknn.service.health import Change, Health, HealthPolicy
-from edgeknn.service.pipeline import CaptureThread, FrameSlot, LoopSettings, Processed, Processor
+from edgeknn.service.pipeline import CaptureThread, FrameSlot, Processed, Processor
 from edgeknn.service.systemd import Notifier
 from edgeknn.service.teacher import Teacher
 from edgeknn.store import Store
-from edgeknn.vision.engines import build_detector, build_embedder
+from edgeknn.vision.engines import detector_from_config, embedder_from_config
+from edgeknn.web import page_url
 
 if TYPE_CHECKING:  # imported when used, so that paho and gpiozero load only if enabled
     from edgeknn.gpio import ButtonPanel
@@ -52,23 +53,9 @@ def device_id(config: Config) -> str:
     return config.device_id or socket.gethostname().split(".")[0]
 
 
-def mqtt_settings(config: Config, device: str) -> MqttSettings:
-    m = config.mqtt
-    return MqttSettings(
-        enabled=m.enabled, host=m.host, port=m.port,
-        client_id=m.client_id or f"edgeknn-{device}",
-        username=m.username or None, password=m.password or None,
-        keepalive=m.keepalive, base_topic=m.base_topic, max_queued=m.max_queued,
-        reconnect_min=m.reconnect_min, reconnect_max=m.reconnect_max,
-        tls=TlsSettings(enabled=m.tls.enabled, ca=m.tls.ca or None, certfile=m.tls.certfile or None,
-                        keyfile=m.tls.keyfile or None, insecure=m.tls.insecure),
-        qos=QosSettings(**{k: getattr(m.qos, k) for k in QosSettings.__dataclass_fields__}),
-    )
-
-
-def classifier_settings(config: Config) -> ClassifierSettings:
-    c = config.classifier
-    return ClassifierSettings(k=c.k, method=c.method, threshold=c.unknown_threshold)
+def mqtt_config(config: Config, device: str) -> MqttConfig:
+    """The ``[mqtt]`` section with its client id filled in: ``edgeknn-<device>`` unless set."""
+    return replace(config.mqtt, client_id=config.mqtt.client_id or f"edgeknn-{device}")
 
 
 def health_policy(config: Config) -> HealthPolicy:
@@ -92,7 +79,7 @@ class Daemon:
 
     def __init__(self, config: Config, *, pin_factory: Any = None, camera: Camera | None = None,
                  config_path: Path | None = None, notifier: Notifier | None = None,
-                 open_embedder: Callable[..., Any] = build_embedder) -> None:
+                 open_embedder: Callable[[EmbedderConfig, ModelsConfig], Embeds] = embedder_from_config) -> None:
         self.config = config
         self.config_path = config_path
         self.stop_event = threading.Event()
@@ -122,32 +109,26 @@ class Daemon:
         self.detection: DetectionStage | None = None
         self.homeassistant: homeassistant.HomeAssistantLink | None = None
         self._processing: threading.Thread | None = None
+        self.web: Any = None  # edgeknn.web.WebSite while the web server runs
 
     # ----- start -------------------------------------------------------------
 
     def start(self) -> None:
         cfg = self.config
         store = self.store = Store.open(cfg.store.path)
-        models_dir, mirror = cfg.models.dir, cfg.models.mirror or None
-        embedder = self._build_embedder(cfg.embedder.accelerator)
+        embedder = self._open_embedder(cfg.embedder, cfg.models)
         store.bind(embedder.info.fingerprint, embedder.info.dim)
         log.info("embedder %s on %s (%d-d); store %s with %d examples",
                  embedder.info.tensor, embedder.info.backend, embedder.info.dim, store.path, len(store))
         d = cfg.detector
         detector = None
         if d.enabled:
-            detector = build_detector(
-                d.model, labels=d.labels or None, edgetpu_model=d.edgetpu_model or None,
-                accelerator=d.accelerator, device=d.device, threads=d.threads,
-                models_dir=models_dir, mirror=mirror, threshold=d.threshold,
-                max_detections=d.max_detections, allow=frozenset(d.allow) or None, resize=d.resize,
-            )
+            detector = detector_from_config(d, cfg.models)
             log.info("detector %s on %s", detector.opened.path.name, detector.opened.backend)
-        self.engine = Engine(embedder, store, classifier_settings(cfg), detector)
+        self.engine = Engine(embedder, store, cfg.classifier, detector)
 
-        settings = mqtt_settings(cfg, self.device)
-        publisher = self._start_mqtt(settings)
-        self.announcer = Announcer(publisher, self.topics, settings.qos)
+        publisher = self._start_mqtt(mqtt_config(cfg, self.device))
+        self.announcer = Announcer(publisher, self.topics, cfg.mqtt.qos)
         if d.enabled:
             self.detection = DetectionStage(
                 self.engine, self.announcer, classify_objects=d.classify_objects,
@@ -161,11 +142,14 @@ class Daemon:
         )
         self.homeassistant = homeassistant.connect(
             cfg, self.device, self.mqtt, self.topics, classes=store.class_ids,
-            resend_states=self._announce_states, snapshot=self.teacher.snapshot)
+            resend_states=self._announce_states, snapshot=self.teacher.snapshot,
+            configuration_url=page_url(cfg.web, socket.gethostname()))
         if self.mqtt is not None:
             from edgeknn.mqtt.commands import handle_message
 
-            self.mqtt.on_command(lambda verb, payload: handle_message(verb, payload, teacher))
+            pixels = cfg.mqtt.max_image_pixels
+            self.mqtt.on_command(lambda verb, payload: handle_message(
+                verb, payload, teacher, max_image_pixels=pixels))
             self.mqtt.start()
 
         self._start_camera()
@@ -174,31 +158,26 @@ class Daemon:
         hooks: list[Callable[[Processed], None]] = [self._after_frame]
         if self.detection:
             hooks.append(self.detection.on_frame)
+        if cfg.web.enabled:
+            self.web = self._web_site(store)
+            hooks.append(self.web.live.on_frame)
         self.processor = Processor(
-            self.engine, smoothing=cfg.classifier.smoothing,
-            prediction_interval=cfg.pipeline.prediction_interval,
+            self.engine, classifier=cfg.classifier, pipeline=cfg.pipeline,
             announce=self._announce_prediction, after_frame=hooks,
         )
         self.health.begin()
         self._processing = threading.Thread(target=self._process, name="processing", daemon=True)
         self._processing.start()
+        self._start_web()
         self._announce_all()
         self.notifier.ready(self.health.status_line(self.backend, len(store)))
-
-    def _build_embedder(self, accelerator: str) -> Any:
-        e, m = self.config.embedder, self.config.models
-        return self._open_embedder(
-            e.model, edgetpu_model=e.edgetpu_model or None, embedding_tensor=e.embedding_tensor or None,
-            accelerator=accelerator, device=e.device, threads=e.threads, resize=e.resize,
-            models_dir=m.dir, mirror=m.mirror or None,
-        )
 
     @property
     def backend(self) -> str:
         """Where the embedder runs: "edgetpu" or "cpu"."""
         return self.engine.embedder.info.backend if self.engine else "cpu"
 
-    def _start_mqtt(self, settings: MqttSettings) -> Publisher:
+    def _start_mqtt(self, settings: MqttConfig) -> Publisher:
         if not settings.enabled:
             log.info("mqtt disabled: nothing is published")
             return NullPublisher()
@@ -226,6 +205,33 @@ class Daemon:
         self.capture = CaptureThread(self.camera, self.slot, self.stop_event)
         self.capture.start()
 
+    def _web_site(self, store: Store) -> Any:
+        from edgeknn.web.site import WebSite
+
+        assert self.teacher is not None
+        detection = self.detection
+        return WebSite(self.config.web, target=self.teacher, store=store, frames=self.slot,
+                       status=self.web_status, detections=(lambda: detection.latest) if detection else None,
+                       hold_time=self.config.gpio.hold_time, record_rate=self.config.gpio.record_rate)
+
+    def _start_web(self) -> None:
+        """The page is an extra: a port in use is logged and the service runs without it."""
+        if self.web is None:
+            return
+        try:
+            self.web.start()
+        except EdgeKnnError as exc:
+            log.error("%s", exc)
+            self.web = None
+
+    def web_status(self) -> Any:
+        from edgeknn import __version__
+        from edgeknn.web.live import Status
+
+        mqtt = "disabled" if self.mqtt is None else "connected" if self.mqtt.is_connected else "disconnected"
+        return Status(__version__, self.device, self.backend, str(self.health.parts()["camera"]), mqtt,
+                      self.detection is not None, self.stats(), self.processor.processed if self.processor else 0)
+
     def _start_gpio(self) -> None:
         """Buttons and LEDs; where they cannot work (no GPIO chip, no access) the service
         runs on without them and says why on the state topic, rather than restart forever."""
@@ -242,23 +248,13 @@ class Daemon:
 
     def _open_panel(self) -> None:
         g = self.config.gpio
-        from edgeknn.gpio import ButtonPanel, ButtonSpec, ClearButtonSpec, PanelSettings, open_pin_factory
+        from edgeknn.gpio import ButtonPanel, open_pin_factory
 
-        def pin(value: int | str) -> int | str | None:
-            return None if value == "" else value
-
-        settings = PanelSettings(
-            buttons=tuple(ButtonSpec(b.pin, b.label, pin(b.led)) for b in g.buttons),
-            clear_button=ClearButtonSpec(g.clear_button.pin, g.clear_button.hold_time)
-            if g.clear_button.pin != "" else None,
-            status_led=pin(g.status_led), hold_time=g.hold_time, record_rate=g.record_rate,
-            bounce_time=g.bounce_time,
-        )
         factory = self._pin_factory
         if factory is None:
             factory = self._own_factory = open_pin_factory(g.pin_factory)
         assert self.teacher is not None
-        self.panel = ButtonPanel(settings, on_add=self.teacher.add_from_button,
+        self.panel = ButtonPanel(g, on_add=self.teacher.add_from_button,
                                  on_clear=self.teacher.clear_from_button, pin_factory=factory)
 
     # ----- running -------------------------------------------------------------
@@ -326,7 +322,7 @@ class Daemon:
         if self.backend == "edgetpu" and self.config.embedder.accelerator == "auto" and self.engine is not None:
             log.error("inference: %s; falling back to the CPU model", why)
             try:
-                cpu = self._build_embedder("cpu")
+                cpu = self._open_embedder(replace(self.config.embedder, accelerator="cpu"), self.config.models)
             except EdgeKnnError as exc:
                 self._fail(f"inference: {why}; the CPU model did not open either: {exc}")
                 return
@@ -428,11 +424,11 @@ class Daemon:
             self.notifier.ready()
             return
         assert self.engine is not None and self.processor is not None
-        self.engine.classifier = classifier_settings(new)
+        self.engine.classifier = new.classifier
+        self.processor.configure(new.classifier, new.pipeline)
         self.health.policy = health_policy(new)
         if self.fresh_frames is not None:
             self.fresh_frames.max_age = max_frame_age(new)
-        self.processor.configure(LoopSettings(new.classifier.smoothing, new.pipeline.prediction_interval))
         if self.log_level_given is None:
             logging.getLogger().setLevel(new.logging.level.upper())
         changed = [f.name for f in fields(new)
@@ -450,6 +446,7 @@ class Daemon:
     def stop(self) -> None:
         """Stop in an order that loses nothing, within :data:`STOP_BUDGET` seconds:
 
+        0. the web page: a write in flight finishes, no new requests;
         1. buttons: a button's add in flight finishes, no new presses;
         2. MQTT: the command in flight finishes, queued ones are answered,
            ``offline`` is published (the broker sends the Will only on a crash);
@@ -464,7 +461,9 @@ class Daemon:
             return max(0.1, min(share, deadline - time.monotonic()))
 
         steps: list[tuple[str, Callable[[], object]]] = []
-        panel, mqtt = self.panel, self.mqtt
+        panel, mqtt, web = self.panel, self.mqtt, self.web
+        if web is not None:  # first: no new writes from the page
+            steps.append(("web", lambda: web.stop(timeout=left(1.0))))
         if panel is not None:
             steps.append(("buttons", lambda: panel.close(timeout=left(1.5))))
         if self._own_factory is not None:
@@ -487,7 +486,7 @@ class Daemon:
                 step()
             except Exception:
                 log.exception("stopping %s failed", name)
-        self.panel = self._own_factory = self.mqtt = self.camera = self.capture = None
+        self.panel = self._own_factory = self.mqtt = self.camera = self.capture = self.web = None
         self._processing = self.store = None
 
     @staticmethod

@@ -71,6 +71,7 @@ class DetectionStage:
         self._saw_objects = False
         self.runs = 0
         self.seconds = 0.0
+        self.latest: list[Detection] = []  # what the last run found, for the web page
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         found = self._engine.detect(image)
@@ -96,6 +97,7 @@ class DetectionStage:
         if found or self._saw_objects:
             self._announcer.detections(found, frame)
         self._saw_objects = bool(found)
+        self.latest = found
         # runs and seconds: the detector's share of the loop, publishing included
         self.runs += 1
         self.seconds += self._clock() - started

@@ -35,18 +35,18 @@ SIGHUP).  The rule for them is written here and nowhere else:
    the capture thread through ``FrameSlot``; the Teacher takes one teaching
    request at a time, so the MQTT and button workers never teach the same
    frame.  The detection stage's state belongs to the processing loop alone.
-   The classifier settings are replaced whole (a frozen value) on SIGHUP; a
-   prediction reads them once and sees the old or the new, never a mix.
+   The ``[classifier]`` config section is replaced whole (a frozen value) on
+   SIGHUP; a prediction reads it once and sees the old or the new, never a mix.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
+from edgeknn.config import ClassifierConfig
 from edgeknn.errors import DetectorError
 from edgeknn.results import Detection, Frame, Prediction
 from edgeknn.store import Store
@@ -86,13 +86,6 @@ class FrameSource(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class ClassifierSettings:
-    k: int = 3
-    method: str = "balanced"
-    threshold: float = 0.0
-
-
 class Engine:
     """The embedder, the detector (if any) and the store, shared by the service's threads.
 
@@ -100,7 +93,7 @@ class Engine:
     replaced from any thread (SIGHUP); it is read once per prediction.
     """
 
-    def __init__(self, embedder: Embeds, store: Store, classifier: ClassifierSettings,
+    def __init__(self, embedder: Embeds, store: Store, classifier: ClassifierConfig,
                  detector: Detects | None = None) -> None:
         self.embedder = embedder
         self.detector = detector
@@ -123,8 +116,7 @@ class Engine:
             return self.detector.detect(image)
 
     def predict(self, embedding: np.ndarray) -> Prediction:
-        c = self.classifier
-        return self.store.predict(embedding, k=c.k, method=c.method, threshold=c.threshold)
+        return self.store.predict(embedding, self.classifier)
 
     def embed_and_predict(self, image: np.ndarray) -> tuple[np.ndarray, Prediction]:
         embedding = self.embed(image)

@@ -22,6 +22,7 @@ import numpy as np
 
 from edgeknn.cameras.base import Camera, EndOfStream
 from edgeknn.classify import Smoother
+from edgeknn.config import ClassifierConfig, PipelineConfig
 from edgeknn.errors import EdgeKnnError
 from edgeknn.results import Frame, Prediction
 from edgeknn.service.engine import Engine
@@ -138,24 +139,31 @@ class PublishGate:
 
 
 class Timings:
-    """Recent inference times and processed-frame times, for the stats topic."""
+    """Recent inference times and processed-frame times, for the stats topic and the web
+    page: recorded by the processing loop, read from other threads (hence the lock)."""
 
     def __init__(self, window: int = 300) -> None:
+        self._lock = threading.Lock()
         self._inference_ms: deque[float] = deque(maxlen=window)
         self._done: deque[float] = deque(maxlen=window)
 
     def record(self, inference_ms: float, at: float) -> None:
-        self._inference_ms.append(inference_ms)
-        self._done.append(at)
+        with self._lock:
+            self._inference_ms.append(inference_ms)
+            self._done.append(at)
 
     def percentile(self, q: float) -> float:
-        return float(np.percentile(self._inference_ms, q)) if self._inference_ms else 0.0
+        with self._lock:
+            times = list(self._inference_ms)
+        return float(np.percentile(times, q)) if times else 0.0
 
     def fps(self) -> float:
-        if len(self._done) < 2:
+        with self._lock:
+            done = list(self._done)
+        if len(done) < 2:
             return 0.0
-        span = self._done[-1] - self._done[0]
-        return (len(self._done) - 1) / span if span > 0 else 0.0
+        span = done[-1] - done[0]
+        return (len(done) - 1) / span if span > 0 else 0.0
 
 
 def smoothed(raw: Prediction, label: str | None) -> Prediction:
@@ -173,6 +181,7 @@ class Processed:
     embedding: np.ndarray
     prediction: Prediction  # after smoothing
     published: bool
+    inference_ms: float = 0.0  # embedding + KNN
 
 
 class ErrorLog:
@@ -206,36 +215,32 @@ class FrameOutcomes(Protocol):
     def inference_failed(self, reason: str) -> None: ...
 
 
-@dataclass(frozen=True)
-class LoopSettings:
-    smoothing: int
-    prediction_interval: float
-
-
 class Processor:
     """Embeds, predicts, smooths and publishes one frame at a time.
 
     ``engine`` is the models and the store (service/engine.py, which also
-    says which thread may call what); ``announce`` publishes a prediction;
-    ``after_frame`` hooks (detector, LEDs) get every processed frame.  Other
-    threads change it only through :meth:`reset` and :meth:`configure`, which
-    the processing thread applies between frames.  ``clock`` times everything
-    (publishing interval, latency, inference time, error reports).
+    says which thread may call what); ``classifier.smoothing`` and
+    ``pipeline.prediction_interval`` are read from the config sections given;
+    ``announce`` publishes a prediction; ``after_frame`` hooks (detector, LEDs)
+    get every processed frame.  Other threads change it only through
+    :meth:`reset` and :meth:`configure`, which the processing thread applies
+    between frames.  ``clock`` times everything (publishing interval, latency,
+    inference time, error reports).
     """
 
-    def __init__(self, engine: Engine, *, smoothing: int, prediction_interval: float,
+    def __init__(self, engine: Engine, *, classifier: ClassifierConfig, pipeline: PipelineConfig,
                  announce: Callable[[Prediction, Frame, float], None],
                  after_frame: list[Callable[[Processed], None]] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._engine = engine
-        self._smoother = Smoother(smoothing)
-        self._gate = PublishGate(prediction_interval, clock)
+        self._smoother = Smoother(classifier.smoothing)
+        self._gate = PublishGate(pipeline.prediction_interval, clock)
         self._announce = announce
         self._after = after_frame or []
         self._clock = clock
         self._pending_lock = threading.Lock()
         self._pending_reset = False
-        self._pending_settings: LoopSettings | None = None
+        self._pending_settings: tuple[ClassifierConfig, PipelineConfig] | None = None
         self.errors = ErrorLog(clock=clock)
         self.timings = Timings()
         self.processed = 0
@@ -245,18 +250,19 @@ class Processor:
         with self._pending_lock:
             self._pending_reset = True
 
-    def configure(self, settings: LoopSettings) -> None:
+    def configure(self, classifier: ClassifierConfig, pipeline: PipelineConfig) -> None:
         """New smoothing window and publishing interval (SIGHUP); any thread."""
         with self._pending_lock:
-            self._pending_settings = settings
+            self._pending_settings = (classifier, pipeline)
 
     def _apply_pending(self) -> None:
         with self._pending_lock:
             reset, self._pending_reset = self._pending_reset, False
             settings, self._pending_settings = self._pending_settings, None
         if settings is not None:
-            self._smoother = Smoother(settings.smoothing)
-            self._gate = PublishGate(settings.prediction_interval, self._clock)
+            classifier, pipeline = settings
+            self._smoother = Smoother(classifier.smoothing)
+            self._gate = PublishGate(pipeline.prediction_interval, self._clock)
         elif reset:
             self._smoother.reset()
 
@@ -264,13 +270,14 @@ class Processor:
         self._apply_pending()
         started = self._clock()
         embedding, raw = self._engine.embed_and_predict(frame.image)
-        self.timings.record((self._clock() - started) * 1e3, self._clock())
+        inference_ms = (self._clock() - started) * 1e3
+        self.timings.record(inference_ms, self._clock())
         label = None if raw.unknown or raw.label is None else raw.label
         shown = smoothed(raw, self._smoother.push(label))
         published = self._gate.should_publish(None if shown.unknown else shown.label)
         if published:
             self._announce(shown, frame, (self._clock() - frame.captured) * 1e3)
-        done = Processed(frame, embedding, shown, published)
+        done = Processed(frame, embedding, shown, published, inference_ms)
         self.processed += 1
         for hook in self._after:
             # Hooks drive outputs beside the prediction (detector, LEDs): one failing

@@ -17,7 +17,7 @@ import numpy as np
 
 from edgeknn.errors import CameraError, EdgeKnnError
 from edgeknn.images import crop_region, encode_jpeg
-from edgeknn.mqtt.commands import Reply
+from edgeknn.mqtt.commands import TARGETS, Reply
 from edgeknn.results import Frame
 from edgeknn.service.detection_stage import largest
 from edgeknn.service.engine import Engine, FrameSource
@@ -126,7 +126,7 @@ class Teacher:
         if target == "frame":
             return image
         if target != "largest_object":
-            raise EdgeKnnError(f"target {target!r} is not one of frame, largest_object")
+            raise EdgeKnnError(f"target {target!r} is not one of {', '.join(TARGETS)}")
         if self._engine.detector is None:
             raise EdgeKnnError("target largest_object needs the detector: set [detector] enabled = true")
         best = largest(self._engine.detect(image))

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from edgeknn.errors import StoreCorrupt, StoreError
+from edgeknn.store import space
 
 FORMAT = "edgeknn-store"
 VERSION = "1"
@@ -49,8 +50,13 @@ def connect_writable(path: Path) -> sqlite3.Connection:
     """Open a store file for writing, creating its tables in a new (empty) file."""
     try:
         conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
+        # Only takes effect in a new file (before WAL mode writes the header): then
+        # removals give disk space back (see space.py).
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(f"PRAGMA journal_size_limit={space.JOURNAL_LIMIT}")
+        conn.execute(f"PRAGMA wal_autocheckpoint={space.CHECKPOINT_PAGES}")
         fmt = read_format(conn)
         if fmt is None:
             if has_tables(conn):
@@ -101,11 +107,15 @@ def has_tables(conn: sqlite3.Connection) -> bool:
 
 
 @contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[None]:
+def transaction(conn: sqlite3.Connection, path: Path | None = None) -> Iterator[None]:
+    """All or nothing; with ``path``, a full disk is StoreFull (and rolled back)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield
-    except BaseException:
-        conn.execute("ROLLBACK")
+        conn.execute("COMMIT")  # inside: a COMMIT that fails (disk full) is rolled back too
+    except BaseException as exc:
+        if conn.in_transaction:  # SQLite may have rolled back by itself
+            conn.execute("ROLLBACK")
+        if path is not None and isinstance(exc, sqlite3.Error) and space.is_disk_full(exc, path):
+            raise space.full(path) from None
         raise
-    conn.execute("COMMIT")

@@ -26,11 +26,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import numpy as np
 
 from edgeknn.classify import Examples, classify
+from edgeknn.config import ClassifierConfig
 from edgeknn.errors import (
     FingerprintMismatch,
     StoreCorrupt,
@@ -41,16 +42,30 @@ from edgeknn.errors import (
 from edgeknn.images import encode_jpeg
 from edgeknn.labels import validate_label
 from edgeknn.results import Prediction
-from edgeknn.store import classes, sqlite
+from edgeknn.store import classes, space, sqlite
 from edgeknn.store.matrix import DTYPE, Matrix
 
+T = TypeVar("T")
 THUMBNAIL_SIDE = 256  # px, longest side: enough to re-embed at 224
+DEFAULT_CLASSIFIER = ClassifierConfig()  # what an empty [classifier] config table gives
+
+
 @dataclass(frozen=True)
 class NewExample:
     label: str
     embedding: np.ndarray
     thumbnail: bytes | None = None
     source: str = ""
+
+
+@dataclass(frozen=True)
+class ExampleRow:
+    """One stored example as a listing shows it (the thumbnail is fetched on its own)."""
+
+    id: int
+    label: str
+    source: str
+    created: float  # Unix time
 
 
 @dataclass(frozen=True)
@@ -74,6 +89,9 @@ class Store:
         self.readonly = readonly
         self._conn = conn
         self._writer_lock = writer_lock
+        self._reserve = None if readonly else space.Reserve(path)
+        if self._reserve is not None:
+            self._reserve.ensure()
         self._lock = threading.RLock()
         self.fingerprint: str | None = self._meta("fingerprint")
         dim = self._meta("dim")
@@ -161,7 +179,7 @@ class Store:
             if self.fingerprint is None and self.readonly:
                 return  # an unbound store is empty; nothing to check, nothing to write
             if self.fingerprint is None:
-                with sqlite.transaction(self._conn):
+                with sqlite.transaction(self._conn, self.path):
                     self._conn.executemany(
                         "INSERT OR REPLACE INTO meta VALUES (?, ?)",
                         [("fingerprint", fingerprint), ("dim", str(dim))],
@@ -197,7 +215,7 @@ class Store:
                 updates.append((_blob(embed(thumb), dim), example_id))
                 if progress:
                     progress(done, len(rows))
-            with sqlite.transaction(self._conn):
+            with sqlite.transaction(self._conn, self.path):
                 self._conn.executemany("UPDATE examples SET embedding = ? WHERE id = ?", updates)
                 self._conn.executemany(
                     "INSERT OR REPLACE INTO meta VALUES (?, ?)",
@@ -224,8 +242,9 @@ class Store:
                 raise StoreError(f"store {self.path} is not bound to an embedder yet")
             rows = [(validate_label(e.label), _blob(e.embedding, self.dim), e.thumbnail, e.source) for e in items]
             now = time.time()
-            ids: list[int] = []
-            with sqlite.transaction(self._conn):
+
+            def insert() -> list[int]:
+                ids: list[int] = []
                 if replace:
                     self._conn.execute("DELETE FROM examples")
                 for label, blob, thumb, source in rows:
@@ -236,6 +255,8 @@ class Store:
                     )
                     assert cur.lastrowid is not None
                     ids.append(cur.lastrowid)
+                return ids
+            ids = self._write(insert)
             if replace:
                 self._matrix = Matrix(self.dim)
                 self._labels, self._code_of = [], {}
@@ -250,8 +271,8 @@ class Store:
             row = self._conn.execute("SELECT label FROM examples WHERE id = ?", (example_id,)).fetchone()
             if row is None:
                 raise UnknownExample(f"no example with id {example_id} in store {self.path}")
-            with sqlite.transaction(self._conn):
-                self._conn.execute("DELETE FROM examples WHERE id = ?", (example_id,))
+            self._write(lambda: self._conn.execute("DELETE FROM examples WHERE id = ?", (example_id,)),
+                        frees_space=True)
             if self._matrix is not None:
                 self._matrix.remove(example_id)
             return row[0]
@@ -263,8 +284,8 @@ class Store:
             count = self.counts().get(label, 0)
             if not count:
                 raise UnknownLabel(f"no class {label!r} in store {self.path} ({self._known()})")
-            with sqlite.transaction(self._conn):
-                self._conn.execute("DELETE FROM examples WHERE label = ?", (label,))
+            self._write(lambda: self._conn.execute("DELETE FROM examples WHERE label = ?", (label,)),
+                        frees_space=True)
             assert self._matrix is not None
             m = self._matrix
             m.keep(m.codes[: m.n] != self._code_of[label])
@@ -275,8 +296,7 @@ class Store:
         with self._lock:
             self._check_writable()
             count = len(self)
-            with sqlite.transaction(self._conn):
-                self._conn.execute("DELETE FROM examples")
+            self._write(lambda: self._conn.execute("DELETE FROM examples"), frees_space=True)
             if self._matrix is not None:
                 self._matrix.keep(np.zeros(self._matrix.n, dtype=bool))
             self._labels, self._code_of = [], {}
@@ -290,11 +310,14 @@ class Store:
             count = self.counts().get(old, 0)
             if not count:
                 raise UnknownLabel(f"no class {old!r} in store {self.path} ({self._known()})")
-            with sqlite.transaction(self._conn):
-                self._conn.execute("UPDATE examples SET label = ? WHERE label = ?", (new, old))
+            self._write(lambda: self._conn.execute("UPDATE examples SET label = ? WHERE label = ?", (new, old)))
             assert self._matrix is not None
             self._matrix.relabel(self._code_of[old], self._code(new))
             return count
+
+    def _write(self, work: Callable[[], T], *, frees_space: bool = False) -> T:
+        """``work`` in one transaction; a full disk is StoreFull (see space.py)."""
+        return space.write(self._conn, self.path, self._reserve, work, frees_space=frees_space)
 
     def _check_writable(self) -> None:
         if self.readonly:
@@ -322,9 +345,9 @@ class Store:
         with self._lock:
             return classes.ids(self._conn)
 
-    def predict(
-        self, embedding: np.ndarray, *, k: int = 3, method: str = "balanced", threshold: float = 0.0
-    ) -> Prediction:
+    def predict(self, embedding: np.ndarray, classifier: ClassifierConfig = DEFAULT_CLASSIFIER) -> Prediction:
+        """The class of ``embedding`` by the ``[classifier]`` config (its defaults if not given)."""
+        c = classifier
         with self._lock:
             m = self._matrix
             if m is None or m.n == 0:
@@ -333,7 +356,24 @@ class Store:
             sims = m.similarities(query)
             order, bounds = m.grouping(len(self._labels))
             examples = Examples(tuple(self._labels), m.codes[: m.n], m.ids[: m.n], order, bounds)
-            return classify(query, sims, m.sums, examples, k=k, method=method, threshold=threshold)
+            return classify(query, sims, m.sums, examples, k=c.k, method=c.method,
+                            threshold=c.unknown_threshold)
+
+    def examples(self, label: str | None = None, limit: int = 100) -> list[ExampleRow]:
+        """The newest ``limit`` examples, of one class or of all, newest first."""
+        where, args = ("WHERE label = ?", (label,)) if label is not None else ("", ())
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT id, label, source, created FROM examples {where} ORDER BY id DESC LIMIT ?",
+                (*args, limit),
+            ).fetchall()
+        return [ExampleRow(*row) for row in rows]
+
+    def thumbnail(self, example_id: int) -> bytes | None:
+        """The example's JPEG thumbnail; None if there is no such example or it has none."""
+        with self._lock:
+            row = self._conn.execute("SELECT thumbnail FROM examples WHERE id = ?", (example_id,)).fetchone()
+        return row[0] if row else None
 
     def iter_examples(self) -> Iterator[tuple[int, str, bytes, bytes | None, str]]:
         """(id, label, embedding blob, thumbnail, source) for export and import."""

@@ -6,7 +6,9 @@ and the latency from frame capture to the prediction arriving at an MQTT
 subscriber (p50/p95).  The replay shows each object for 1/5 s, every image
 is taught as its own class, and predictions are published as the daemon does
 by default: when the smoothed label changes, else once a second.  With ``--detector`` the detector runs beside the
-embedder and its own rate and share of the loop are printed too.
+embedder and its own rate and share of the loop are printed too.  A second pass
+runs with the web page on and one client (a separate process, as a phone would
+be) watching the MJPEG live view: its end-to-end rate is printed beside the plain one.
 
 A benchmark, not a test: it prints numbers and judges nothing.
 """
@@ -77,12 +79,36 @@ def listen(host: str, port: int, topic: str) -> None:
     print(json.dumps(latencies), flush=True)
 
 
-class LatencyListener:
-    """The subscriber process: latency = arrival time - capture time ("ts") of each prediction."""
+def watch_stream(url: str) -> None:
+    """Run as a separate process, as a phone watching the live view: read the MJPEG stream
+    until stdin closes, then print how many frames arrived (after the last "reset")."""
+    import urllib.request
 
-    def __init__(self, host: str, port: int, topic: str) -> None:
+    counted = threading.Event()
+    frames = [0]
+
+    def read() -> None:
+        with urllib.request.urlopen(url, timeout=30) as stream:
+            counted.set()
+            while chunk := stream.readline():
+                if chunk.startswith(b"--edgeknnframe"):
+                    frames[0] += 1
+
+    threading.Thread(target=read, daemon=True).start()
+    counted.wait(30)
+    print("ready", flush=True)
+    for line in sys.stdin:
+        if line.strip() == "reset":
+            frames[0] = 0
+    print(json.dumps(frames[0]), flush=True)
+
+
+class Subprocess:
+    """A helper process of this module: prints "ready", takes "reset", prints one JSON value at the end."""
+
+    def __init__(self, *args: str) -> None:
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "edgeknn.tools.bench_pipeline", host, str(port), topic],
+            [sys.executable, "-m", "edgeknn.tools.bench_pipeline", *args],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )
         assert self._proc.stdout is not None and self._proc.stdout.readline().strip() == "ready"
@@ -92,7 +118,7 @@ class LatencyListener:
         self._proc.stdin.write("reset\n")
         self._proc.stdin.flush()
 
-    def latencies(self) -> list[float]:
+    def result(self) -> Any:
         out, _ = self._proc.communicate(timeout=30)
         return json.loads(out.strip().splitlines()[-1])
 
@@ -100,6 +126,16 @@ class LatencyListener:
         if self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait()
+
+
+class LatencyListener(Subprocess):
+    """The subscriber process: latency = arrival time - capture time ("ts") of each prediction."""
+
+    def __init__(self, host: str, port: int, topic: str) -> None:
+        super().__init__(host, str(port), topic)
+
+    def latencies(self) -> list[float]:
+        return list(self.result())
 
 
 def model_sized_frames(frames: Path, size: tuple[int, int], into: Path) -> Path:
@@ -130,8 +166,9 @@ def teach_every_frame(daemon: Daemon, frames: Path) -> None:
 def run(frames: Path, *, seconds: float = 10.0, threads: int = 0, detector: bool = False,
         detector_accelerator: str = "auto", detector_every: int = 1, models_dir: Path | None = None,
         mirror: str | None = None) -> dict[str, Any]:
-    """Two passes: frames at the model's input size (as the Pi camera's ISP delivers
-    them), then at their own size (the CPU resizes each frame)."""
+    """Three passes: frames at the model's input size (as the Pi camera's ISP delivers
+    them); the same with the web page on and one client watching its live view; then
+    frames at their own size (the CPU resizes each frame)."""
     with tempfile.TemporaryDirectory(prefix="edgeknn-bench-") as tmp, LocalBroker() as broker:
         models_dir = models_dir or Path(tmp) / "models"
         probe = build_embedder(threads=threads, models_dir=models_dir, mirror=mirror)
@@ -144,15 +181,21 @@ def run(frames: Path, *, seconds: float = 10.0, threads: int = 0, detector: bool
             models_dir=models_dir, mirror=mirror, broker=broker,
         )
         result = _pass(sized, Path(tmp) / "a.db", **options)
+        # right after the plain pass, so that both see the same machine load
+        watched = _pass(sized, Path(tmp) / "c.db", **options, stream_client=True)
         original = _pass(frames, Path(tmp) / "b.db", **options)
         result["original_size_fps"] = original["end_to_end_fps"]
         result["original_size_ratio"] = original["ratio"]
+        result["stream_client_fps"] = watched["end_to_end_fps"]
+        result["stream_client_ratio"] = watched["ratio"]
+        result["stream_frames_per_s"] = watched["stream_frames_per_s"]
         return result
 
 
 def _pass(frames: Path, store: Path, *, raw: float, seconds: float, threads: int, detector: bool,
           detector_accelerator: str, detector_every: int, models_dir: Path, mirror: str | None,
-          broker: LocalBroker) -> dict[str, Any]:
+          broker: LocalBroker, stream_client: bool = False) -> dict[str, Any]:
+    """One run; with ``stream_client`` the web page is on and one client watches its live view."""
     config = parse_config({
         "device_id": "bench",
         "store": {"path": str(store)},
@@ -163,6 +206,7 @@ def _pass(frames: Path, store: Path, *, raw: float, seconds: float, threads: int
         "mqtt": {"host": broker.host, "port": broker.port},
         "detector": {"enabled": detector, "accelerator": detector_accelerator, "threshold": 0.3,
                      "every_n_frames": detector_every},
+        "web": {"enabled": stream_client, "host": "127.0.0.1", "port": 0},  # the defaults otherwise
     }, "bench config")
     # Paced at 1.2 x the raw rate, so the loop never waits for a frame; unpaced,
     # the replay thread would spin holding the GIL, which no real camera does.
@@ -172,10 +216,13 @@ def _pass(frames: Path, store: Path, *, raw: float, seconds: float, threads: int
     daemon.start()
     teach_every_frame(daemon, frames)
     listener = LatencyListener(broker.host, broker.port, daemon.topics.prediction)
+    viewer = Subprocess("stream", daemon.web.url + "/stream.mjpeg") if stream_client else None
     try:
         assert daemon.engine is not None and daemon.processor is not None
         time.sleep(1.0)  # warm-up: caches, threads, first connections
         listener.reset()
+        if viewer:
+            viewer.reset()
         proc, stage = daemon.processor, daemon.detection
         start_frames, start_runs = proc.processed, stage.runs if stage else 0
         start_det_s = stage.seconds if stage else 0.0
@@ -186,10 +233,13 @@ def _pass(frames: Path, store: Path, *, raw: float, seconds: float, threads: int
         det_runs = (stage.runs - start_runs) if stage else 0
         det_seconds = (stage.seconds - start_det_s) if stage else 0.0
         latencies = listener.latencies()
+        streamed = viewer.result() if viewer else 0
         backend = daemon.engine.embedder.info.backend
         opened_detector = daemon.engine.detector
     finally:
         listener.close()
+        if viewer:
+            viewer.close()
         daemon.stop()
     result: dict[str, Any] = {
         "backend": backend,
@@ -200,6 +250,7 @@ def _pass(frames: Path, store: Path, *, raw: float, seconds: float, threads: int
         "latency_p95_ms": float(np.percentile(latencies, 95)) if latencies else None,
         "published": len(latencies),
         "dropped_frames": daemon.slot.dropped,
+        "stream_frames_per_s": streamed / elapsed,
     }
     if stage:
         assert isinstance(opened_detector, Detector)  # the real one: its interpreter is timed alone
@@ -221,6 +272,10 @@ def report(r: dict[str, Any]) -> str:
         f"    (frames at the model's input size, as the Pi camera's ISP delivers them; at their own size,"
         f" resized on the CPU: {r['original_size_fps']:.1f} frames/s, {r['original_size_ratio'] * 100:.1f} %)",
     ]
+    if "stream_client_fps" in r:
+        lines.append(f"  with one live-view client {r['stream_client_fps']:6.1f} frames/s  "
+                     f"({r['stream_client_ratio'] * 100:.1f} % of raw; the stream delivered "
+                     f"{r['stream_frames_per_s']:.1f} JPEG frames/s; web.stream_fps caps it)")
     if r["latency_p50_ms"] is not None:
         lines.append(f"  capture -> subscriber   p50 {r['latency_p50_ms']:.1f} ms, p95 {r['latency_p95_ms']:.1f} ms "
                      f"({r['published']} predictions)")
@@ -239,4 +294,7 @@ def report(r: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    listen(sys.argv[1], int(sys.argv[2]), sys.argv[3])
+    if sys.argv[1] == "stream":
+        watch_stream(sys.argv[2])
+    else:
+        listen(sys.argv[1], int(sys.argv[2]), sys.argv[3])

@@ -50,6 +50,9 @@ def prepare(shared: Path, work: Path) -> tuple[Path, Path]:
     return teach, frames
 
 
+WEB_PORT = 8080
+
+
 def write_config(path: Path, work: Path, frames: Path, models: Path, broker: LocalBroker) -> None:
     path.write_text(f"""\
 # written by the demo; see `edgeknn config example` for every key
@@ -72,6 +75,11 @@ classify_objects = true
 [mqtt]
 host = "{broker.host}"
 port = {broker.port}
+[web]
+# the page on this machine only, open to its users: http://127.0.0.1:{WEB_PORT}/
+host = "127.0.0.1"
+port = {WEB_PORT}
+anonymous_writes = true
 [logging]
 level = "info"
 """)
@@ -122,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         config = work / "config.toml"
         write_config(config, work, frames, models, broker)
         print(f"\nbroker: mosquitto on {broker.host}:{broker.port}; try: "
-              f"mosquitto_sub -p {broker.port} -t 'edgeknn/#' -v\n", flush=True)
+              f"mosquitto_sub -p {broker.port} -t 'edgeknn/#' -v", flush=True)
+        print(f"web page: http://127.0.0.1:{WEB_PORT}/\n", flush=True)
         watcher = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         watcher.on_message = lambda client, userdata, message: show(message)
         watcher.connect(broker.host, broker.port)

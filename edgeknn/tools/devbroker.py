@@ -5,6 +5,7 @@ Never used by the service: on a device, the broker is whatever config names.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -26,9 +27,13 @@ def mosquitto_path() -> str | None:
 
 
 class LocalBroker:
-    """``start()`` and ``stop()`` may be repeated; the port stays the same."""
+    """``start()`` and ``stop()`` may be repeated; the port stays the same.
 
-    def __init__(self, workdir: Path | None = None) -> None:
+    ``config`` replaces the default ``allow_anonymous true``: lines for the
+    loopback listener (password file, ACL, TLS...).
+    """
+
+    def __init__(self, workdir: Path | None = None, *, config: str = "allow_anonymous true\n") -> None:
         self.host = "127.0.0.1"
         self.port = free_port()
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -36,9 +41,14 @@ class LocalBroker:
             self._tmp = tempfile.TemporaryDirectory(prefix="edgeknn-broker-")
             workdir = Path(self._tmp.name)
         self.conf = workdir / "mosquitto.conf"
+        self.workdir = workdir
+        # As root mosquitto would switch to its own user, which cannot read files
+        # in the test's private directories (TLS keys, password files).
+        run_as = "user root\n" if os.geteuid() == 0 else ""
         self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            "max_packet_size 20000000\nlog_type error\n"
+            f"{run_as}persistence false\nlistener {self.port} 127.0.0.1\n{config}"
+            # room for a burst of commands or replies to one slow client
+            "max_packet_size 20000000\nmax_queued_messages 10000\nlog_type error\n"
         )
         self.proc: subprocess.Popen | None = None
 
@@ -70,6 +80,13 @@ class LocalBroker:
             if self.proc.stderr:
                 self.proc.stderr.close()
         self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL: the broker vanishes without a word (its sessions with it)."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.stop()
 
     def close(self) -> None:
         self.stop()

@@ -13,6 +13,7 @@ from edgeknn.vision import models
 from edgeknn.vision.embedder import Embedder, open_embedder
 
 if TYPE_CHECKING:
+    from edgeknn.config import DetectorConfig, EmbedderConfig, ModelsConfig
     from edgeknn.vision.detector import Detector, DetectorOptions
 
 
@@ -83,4 +84,29 @@ def build_detector(
     return open_detector(
         cpu_path, label_path, edgetpu_model=tpu_path, accelerator=accelerator,
         device=device or None, threads=threads or None, **options,
+    )
+
+
+def embedder_from_config(config: EmbedderConfig, models_config: ModelsConfig) -> Embedder:
+    """The embedder an ``[embedder]`` section describes, its files kept as ``[models]`` says.
+
+    The daemon and every command build their embedder here, so a config key and
+    the flag that overrides it mean the same thing; "" in the config is "none".
+    """
+    return build_embedder(
+        config.model, edgetpu_model=config.edgetpu_model or None,
+        embedding_tensor=config.embedding_tensor or None, accelerator=config.accelerator,
+        device=config.device, threads=config.threads, resize=config.resize,
+        models_dir=models_config.dir, mirror=models_config.mirror or None,
+    )
+
+
+def detector_from_config(config: DetectorConfig, models_config: ModelsConfig) -> Detector:
+    """The detector a ``[detector]`` section describes, as above."""
+    return build_detector(
+        config.model, labels=config.labels or None, edgetpu_model=config.edgetpu_model or None,
+        accelerator=config.accelerator, device=config.device, threads=config.threads,
+        models_dir=models_config.dir, mirror=models_config.mirror or None,
+        threshold=config.threshold, max_detections=config.max_detections,
+        allow=frozenset(config.allow) or None, resize=config.resize,
     )
