@@ -97,6 +97,13 @@ class PipelineConfig:
                                          min=0.0, max=86400.0)
     stats_interval: float = setting(30.0, "seconds between stats messages",
                                     above=0.0, max=86400.0)
+    stall_timeout: float = setting(5.0, "seconds without a camera frame before the camera "
+                                   "counts as failed (at least 3 frame periods)", above=0.0, max=3600.0)
+    max_frame_age: float = setting(2.0, "adds and snapshots refuse a frame older than this many "
+                                   "seconds (at least 2 frame periods)", above=0.0, max=3600.0)
+    max_inference_failures: int = setting(10, "inference failures in a row before the CPU model "
+                                          "takes over (accelerator = auto) or the service exits",
+                                          min=1, max=100000)
 
 
 @dataclass(frozen=True)
