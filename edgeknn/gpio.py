@@ -47,8 +47,6 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
-from gpiozero import LED, Button, GPIOZeroError
-
 from edgeknn.errors import ConfigError, GpioError
 
 if TYPE_CHECKING:
@@ -81,6 +79,10 @@ ERROR_SHOW_SECONDS = 3.0
 # registers, does not know the Pi 5, and gpiozero warns when it falls back to
 # it.  Anyone who wants it can name it.
 DEFAULT_PIN_FACTORIES = ("lgpio", "rpigpio", "pigpio")
+# What [gpio] pin_factory may name (the config schema imports it): "" is the
+# first of DEFAULT_PIN_FACTORIES that works.  gpiozero itself is imported only
+# where a pin is opened, so the config loads without it.
+PIN_FACTORIES = ("", *DEFAULT_PIN_FACTORIES, "native", "mock")
 
 
 def open_pin_factory(name: str = "") -> Any:
@@ -90,21 +92,15 @@ def open_pin_factory(name: str = "") -> Any:
     (lgpio on current Raspberry Pi OS); ``"mock"`` gives gpiozero's
     ``MockFactory``, pins that exist only in memory.  The caller owns the
     factory and closes it (``factory.close()``) after the devices on it.
-    Raises ConfigError for a name that is no pin factory, and GpioError naming
-    why each candidate failed when none works here.
+    ``name`` is one of :data:`PIN_FACTORIES` (the config checked it).  Raises
+    GpioError naming why each candidate failed when none works here.
     """
     available = {ep.name: ep for ep in entry_points(group="gpiozero_pin_factories")}
-    candidates = DEFAULT_PIN_FACTORIES if name == "" else (name.lower(),)
+    candidates = DEFAULT_PIN_FACTORIES if name == "" else (name,)
     failures = []
     for candidate in candidates:
         entry = available.get(candidate)
         if entry is None:
-            if name:
-                raise ConfigError(
-                    f"gpio.pin_factory: unknown pin factory {name!r}; expected one of "
-                    f'{", ".join(sorted(available))}, or "" for the first of '
-                    f"{', '.join(DEFAULT_PIN_FACTORIES)} that works"
-                )
             failures.append(f"{candidate}: not installed")
             continue
         try:
@@ -272,12 +268,16 @@ class ButtonPanel:
     # -- building and releasing pins ----------------------------------------
 
     def _open(self, key: str, device: type, pin: PinSpec, **kwargs: Any) -> Any:
+        from gpiozero import GPIOZeroError
+
         try:
             return device(pin, pin_factory=self._factory, **kwargs)
         except (GPIOZeroError, OSError) as exc:
             raise ConfigError(f"{key}: cannot use pin {pin!r}: {exc}") from exc
 
     def _open_button(self, key: str, pin: PinSpec, hold_time: float) -> Any:
+        from gpiozero import Button
+
         button = self._open(
             key,
             Button,
@@ -291,6 +291,8 @@ class ButtonPanel:
         return button
 
     def _open_devices(self) -> None:
+        from gpiozero import LED
+
         c = self._config
         if c.status_led != "":
             self._status_led = self._open("gpio.status_led", LED, c.status_led)

@@ -404,8 +404,3 @@ def test_mock_pin_factory_opens_by_name():
         assert isinstance(factory, MockFactory)
     finally:
         factory.close()
-
-
-def test_unknown_pin_factory_names_the_key_and_the_choices():
-    with pytest.raises(ConfigError, match=r"gpio\.pin_factory.*'abacus'.*lgpio"):
-        open_pin_factory("abacus")
