@@ -9,9 +9,9 @@ Fetching writes to a temporary file beside the target, fsyncs it, checks its
 sha256 and only then renames it into place, so the models directory never holds
 a partial or unverified file, even after a power cut or a wrong checksum.
 
-The download source is, in order: the ``mirror`` argument, ``$EDGEKNN_MODEL_MIRROR``
-(a directory, or an ``http(s)://`` or ``file://`` URL the file name is appended
-to), else the entry's canonical ``url``.
+The download source is the ``mirror`` argument (a directory, or an ``http(s)://``
+or ``file://`` URL the file name is appended to; ``models.mirror`` of the config,
+which ``$EDGEKNN_MODEL_MIRROR`` overrides), else the entry's canonical ``url``.
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ from edgeknn.errors import ChecksumMismatch, ModelError, ModelNotFound
 log = logging.getLogger(__name__)
 
 KINDS: tuple[str, ...] = ("embedder", "classifier", "detector", "labels")
-MIRROR_ENV = "EDGEKNN_MODEL_MIRROR"
 DEFAULT_TIMEOUT = 30.0  # seconds without a byte from the server
 CHUNK = 1 << 16
 
@@ -281,8 +280,6 @@ def ensure_model(
 
 def source_url(info: ModelInfo, mirror: str | None = None) -> str:
     """Where ``fetch`` reads from: a URL, or a local path for a directory mirror."""
-    if mirror is None:
-        mirror = os.environ.get(MIRROR_ENV)
     if not mirror:
         return info.url
     if mirror.startswith(("http://", "https://", "file://")):
