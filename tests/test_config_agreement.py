@@ -55,6 +55,8 @@ CASES = [
     ("a teach target", 'detector.teach_target = "largest_object"', None),
     ("an unknown teach target", 'detector.teach_target = "box"', "detector.teach_target"),
     ("an unknown log level", 'logging.level = "verbose"', "logging.level"),
+    ("a live view of 0 frames/s", "web.stream_fps = 0", "web.stream_fps"),
+    ("writes open to all", "web.anonymous_writes = true", None),
 ]
 
 

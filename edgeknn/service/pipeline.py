@@ -138,24 +138,31 @@ class PublishGate:
 
 
 class Timings:
-    """Recent inference times and processed-frame times, for the stats topic."""
+    """Recent inference times and processed-frame times, for the stats topic and the web
+    page: recorded by the processing loop, read from other threads (hence the lock)."""
 
     def __init__(self, window: int = 300) -> None:
+        self._lock = threading.Lock()
         self._inference_ms: deque[float] = deque(maxlen=window)
         self._done: deque[float] = deque(maxlen=window)
 
     def record(self, inference_ms: float, at: float) -> None:
-        self._inference_ms.append(inference_ms)
-        self._done.append(at)
+        with self._lock:
+            self._inference_ms.append(inference_ms)
+            self._done.append(at)
 
     def percentile(self, q: float) -> float:
-        return float(np.percentile(self._inference_ms, q)) if self._inference_ms else 0.0
+        with self._lock:
+            times = list(self._inference_ms)
+        return float(np.percentile(times, q)) if times else 0.0
 
     def fps(self) -> float:
-        if len(self._done) < 2:
+        with self._lock:
+            done = list(self._done)
+        if len(done) < 2:
             return 0.0
-        span = self._done[-1] - self._done[0]
-        return (len(self._done) - 1) / span if span > 0 else 0.0
+        span = done[-1] - done[0]
+        return (len(done) - 1) / span if span > 0 else 0.0
 
 
 def smoothed(raw: Prediction, label: str | None) -> Prediction:
