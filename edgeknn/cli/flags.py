@@ -42,7 +42,7 @@ class Flag:
     name: str
     key: str
     help: str = ""  # replaces the key's doc and default
-    default: Any = None
+    default: object = None
     metavar: str | None = None
 
     @property

@@ -41,6 +41,8 @@ from edgeknn.web import page_url
 if TYPE_CHECKING:  # imported when used, so that paho and gpiozero load only if enabled
     from edgeknn.gpio import ButtonPanel
     from edgeknn.mqtt.client import MqttClient
+    from edgeknn.web.live import Status
+    from edgeknn.web.site import WebSite
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +101,7 @@ class Daemon:
         self.detection: DetectionStage | None = None
         self.homeassistant: homeassistant.HomeAssistantLink | None = None
         self._processing: threading.Thread | None = None
-        self.web: Any = None  # edgeknn.web.WebSite while the web server runs
+        self.web: WebSite | None = None  # while the web server runs
 
     # ----- start -------------------------------------------------------------
 
@@ -192,7 +194,7 @@ class Daemon:
         self.capture = CaptureThread(self.camera, self.slot, self.stop_event)
         self.capture.start()
 
-    def _web_site(self, store: Store) -> Any:
+    def _web_site(self, store: Store) -> WebSite:
         from edgeknn.web.site import WebSite
 
         assert self.teacher is not None
@@ -211,7 +213,7 @@ class Daemon:
             log.error("%s", exc)
             self.web = None
 
-    def web_status(self) -> Any:
+    def web_status(self) -> Status:
         from edgeknn import __version__
         from edgeknn.web.live import Status
 

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, TypedDict, Unpack
 
 import numpy as np
+import numpy.typing as npt
 
 from edgeknn.boxes import model_box_to_frame
 from edgeknn.errors import DetectorError
@@ -226,7 +227,7 @@ def _int_or_none(value: object) -> int | None:
     return int(value) if isinstance(value, int | float) else None
 
 
-def input_array(image: np.ndarray, dtype: Any) -> np.ndarray:
+def input_array(image: np.ndarray, dtype: npt.DTypeLike) -> np.ndarray:
     """Turn an RGB uint8 image of the input size into the input tensor's values.
 
     Quantized inputs take raw pixels: the input's scale and zero point map

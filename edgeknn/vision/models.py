@@ -109,7 +109,7 @@ def parse_manifest(data: dict[str, Any], where: str = "manifest") -> dict[str, M
 
 
 def _entry(name: str, table: Any, where: str) -> ModelInfo:
-    def fail(key: str, expected: str, got: Any) -> ModelError:
+    def fail(key: str, expected: str, got: object) -> ModelError:
         return ModelError(f"{where}: models.{name}.{key}: expected {expected}, got {got!r}")
 
     if not isinstance(table, dict):
@@ -363,14 +363,14 @@ def _write(out: BinaryIO, chunk: bytes) -> None:
         raise ModelError(f"cannot write {out.name}: {exc}") from None
 
 
-def _open(source: str, timeout: float) -> Any:
+def _open(source: str, timeout: float) -> BinaryIO:
     if "://" in source:
         request = urllib.request.Request(source, headers={"User-Agent": "edgeknn"})
         return urllib.request.urlopen(request, timeout=timeout)
     return open(source, "rb")
 
 
-def _length(response: Any) -> int | None:
+def _length(response: BinaryIO) -> int | None:
     headers = getattr(response, "headers", None)
     if headers is not None and headers.get("Content-Length", "").isdigit():
         return int(headers["Content-Length"])
