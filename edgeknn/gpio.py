@@ -151,8 +151,10 @@ class ButtonPanel:
     thread; an exception from either is logged and shown on the status LED,
     and the panel carries on.  ``pin_factory`` is a gpiozero pin factory (a
     ``MockFactory`` in tests); None opens the default one with
-    :func:`open_pin_factory` and the panel then closes it too.  A panel is
-    live from construction until :meth:`close`.
+    :func:`open_pin_factory` and the panel then closes it too.  ``clock``
+    (seconds, monotonic) paces recording and the status LED's error and clear
+    times; tests pass a fake one.  A panel is live from construction until
+    :meth:`close`.
     """
 
     def __init__(
@@ -162,8 +164,10 @@ class ButtonPanel:
         on_add: Callable[[str], object],
         on_clear: Callable[[], object],
         pin_factory: Any = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._config = config
+        self._clock = clock
         self._on_add = on_add
         self._on_clear = on_clear
         self._owns_factory = pin_factory is None
@@ -225,7 +229,7 @@ class ButtonPanel:
     def show_error(self) -> None:
         """Blip the status LED for a few seconds: something the person did or saw failed."""
         with self._lock:
-            self._error_until = time.monotonic() + ERROR_SHOW_SECONDS
+            self._error_until = self._clock() + ERROR_SHOW_SECONDS
         self._wake.set()
 
     def close(self, timeout: float = 5.0) -> None:
@@ -347,7 +351,7 @@ class ButtonPanel:
 
     def _clear_pressed(self) -> None:
         with self._lock:
-            self._clear_pressed_at = time.monotonic()
+            self._clear_pressed_at = self._clock()
             self._cleared_this_hold = False
         self._wake.set()
 
@@ -364,7 +368,7 @@ class ButtonPanel:
         if not cleared and pressed_at is not None:
             log.info(
                 "gpio: clear button let go after %.1f s; hold it %.0f s to clear every example",
-                time.monotonic() - pressed_at,
+                self._clock() - pressed_at,
                 self._clear_hold_time,
             )
         self._wake.set()
@@ -383,14 +387,14 @@ class ButtonPanel:
             self._run_jobs()
             with self._lock:
                 label = self._recording
-            now = time.monotonic()
+            now = self._clock()
             if label != recording:
                 recording, next_example = label, now
             if recording is not None and now >= next_example and not self._stop.is_set():
                 self._call(f"recording an example of {recording!r}", self._on_add, recording)
                 # Paced from the schedule, not from the call's end, so the
                 # rate holds; but never catch up in a burst after a slow call.
-                next_example = max(next_example + period, time.monotonic())
+                next_example = max(next_example + period, self._clock())
             if self._stop.is_set():
                 return
             shown = self._show_status(shown)
@@ -418,7 +422,7 @@ class ButtonPanel:
         with self._lock:
             if self._clear_pressed_at is not None and not self._cleared_this_hold:
                 return CLEAR_WARNING_BLINK
-            if time.monotonic() < self._error_until:
+            if self._clock() < self._error_until:
                 return ERROR_BLINK
             if self._recording is not None:
                 return RECORDING_BLINK
@@ -440,7 +444,7 @@ class ButtonPanel:
         return pattern
 
     def _seconds_until_due(self, recording: str | None, next_example: float) -> float | None:
-        now = time.monotonic()
+        now = self._clock()
         deadlines = []
         if recording is not None:
             deadlines.append(next_example - now)
