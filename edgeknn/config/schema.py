@@ -8,7 +8,7 @@ restated: classifier methods from :mod:`edgeknn.classify`, teach targets from
 :mod:`edgeknn.mqtt.commands`, the base topic and device id rules from
 :mod:`edgeknn.mqtt.topics`, camera sources from :mod:`edgeknn.cameras`,
 accelerators and Edge TPU devices from :mod:`edgeknn.vision.runtime`, labels
-from :mod:`edgeknn.labels`.  The parts that read the config take their frozen
+from :mod:`edgeknn.labels`, pin factories from :mod:`edgeknn.gpio`.  The parts that read the config take their frozen
 section and do not check it again, so ``edgeknn config check`` accepts exactly
 what the service starts with.
 """
@@ -23,13 +23,13 @@ from edgeknn.cameras import SOURCES as CAMERA_SOURCES
 from edgeknn.classify import METHODS
 from edgeknn.config import checks
 from edgeknn.config.validate import section, setting
+from edgeknn.gpio import PIN_FACTORIES
 from edgeknn.images import MAX_PIXELS, RESIZE_POLICIES
 from edgeknn.mqtt.commands import TARGETS as TEACH_TARGETS
 from edgeknn.vision.runtime import ACCELERATORS
 
 At = Callable[[str], str]  # relative key -> full key path, for cross-key problems
 
-PIN_FACTORIES = ("", "lgpio", "rpigpio", "pigpio", "native", "mock")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 PIN_RULE = {"check": checks.pin, "expect": checks.PIN_EXPECT}
 OPTIONAL_PIN_RULE = {"check": checks.optional_pin, "expect": checks.PIN_EXPECT + ' or ""'}

@@ -168,8 +168,6 @@ def open_interpreter(
     compilation (optional).  ``threads`` defaults to every core.
     ``delegate_loader`` is injectable so tests can exercise the TPU paths.
     """
-    if accelerator not in ACCELERATORS:
-        raise EdgeTpuError(f"accelerator {accelerator!r} is not one of {', '.join(ACCELERATORS)}")
     mod = interpreter_package().module
     delegate = None
     if accelerator != "cpu" and edgetpu_model is not None:
