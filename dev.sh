@@ -42,7 +42,7 @@ case "${1:-}" in
     shift
     .venv/bin/ruff check edgeknn tests
     .venv/bin/mypy edgeknn
-    .venv/bin/python -m pytest -q "$@"
+    OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1} .venv/bin/python -m pytest -q "$@"
     ;;
   run|demo)
     shift

@@ -16,9 +16,9 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edgeknn.mqtt import Publisher
 from edgeknn.mqtt.topics import Topics
@@ -39,6 +39,9 @@ class Stats:
     backend: str  # "edgetpu" or "cpu"
     store_size: int  # examples in the store
     uptime_s: float
+    # What classifies, as in effect: method, views and their cost, feature
+    # transform, and the head's rows and fit time (see Daemon.stats).
+    classifier: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,7 @@ def stats_payload(stats: Stats) -> bytes:
         "backend": stats.backend,
         "store_size": int(stats.store_size),
         "uptime_s": rounded(stats.uptime_s, 1),
+        **({"classifier": stats.classifier} if stats.classifier else {}),
     })
 
 

@@ -34,6 +34,7 @@ from edgeknn.service.engine import Embeds, Engine
 from edgeknn.service.fresh import FreshFrames
 from edgeknn.service.health import Change, Health, HealthPolicy
 from edgeknn.service.pipeline import CaptureThread, FrameSlot, Processed, Processor
+from edgeknn.service.refit import Refitter
 from edgeknn.service.systemd import Notifier
 from edgeknn.service.teacher import Teacher
 from edgeknn.store import Store
@@ -108,6 +109,7 @@ class Daemon:
         self.processor: Processor | None = None
         self.teacher: Teacher | None = None
         self.engine: Engine | None = None
+        self.refitter: Refitter | None = None
         self.detection: DetectionStage | None = None
         self.homeassistant: homeassistant.HomeAssistantLink | None = None
         self._processing: threading.Thread | None = None
@@ -127,7 +129,10 @@ class Daemon:
         if d.enabled:
             detector = detector_from_config(d, cfg.models)
             log.info("detector %s on %s", detector.opened.path.name, detector.opened.backend)
-        self.engine = Engine(embedder, store, cfg.classifier, detector)
+        # Always running, so a reload may switch to logreg; the class means answer until a fit lands.
+        self.refitter = Refitter(store, embedder.info.features)
+        self.refitter.start()
+        self.engine = Engine(embedder, store, cfg.classifier, detector, self.refitter)
 
         publisher = self._start_mqtt(mqtt_config(cfg, self.device))
         self.announcer = Announcer(publisher, self.topics, cfg.mqtt.qos)
@@ -379,6 +384,7 @@ class Daemon:
             backend=self.backend,
             store_size=len(self.engine.store),
             uptime_s=time.monotonic() - self.started,
+            classifier=self.engine.describe(),
         )
 
     def wait(self) -> None:
@@ -481,6 +487,9 @@ class Daemon:
             steps.append(("capture", lambda: self._join_capture(capture, left(0.5))))
         if self._processing is not None:
             steps.append(("processing", lambda: self._join_processing(left(0.5))))
+        refitter = self.refitter
+        if refitter is not None:
+            steps.append(("refit", lambda: refitter.stop(timeout=left(0.5))))
         if self.store is not None:
             steps.append(("store", self.store.close))
         for name, step in steps:
@@ -489,7 +498,7 @@ class Daemon:
             except Exception:
                 log.exception("stopping %s failed", name)
         self.panel = self._own_factory = self.mqtt = self.camera = self.capture = self.web = None
-        self._processing = self.store = None
+        self._processing = self.store = self.refitter = None
 
     @staticmethod
     def _join_capture(capture: CaptureThread, timeout: float) -> None:
