@@ -223,11 +223,9 @@ def classify(
         own = balanced_scores(sims, examples.codes, n_classes, k, grouping)
         scores = (own + ncm_scores(class_sums[:n_classes], query)) / 2
         shares = softmax_shares(scores)
-    elif method == "ncm":
+    else:  # "ncm", the last of METHODS (the config allows no other)
         scores = ncm_scores(class_sums[:n_classes], query)
         shares = softmax_shares(scores)
-    else:
-        raise ValueError(f"classifier method {method!r} is not one of {', '.join(METHODS)}")
     return decide(scores, shares, sims, examples, threshold)
 
 
@@ -235,8 +233,6 @@ class Smoother:
     """Majority over the last N predicted labels (ties go to the most recent)."""
 
     def __init__(self, window: int = 4) -> None:
-        if window < 1:
-            raise ValueError("smoothing window must be at least 1")
         self._recent: deque[str | None] = deque(maxlen=window)
 
     def push(self, label: str | None) -> str | None:

@@ -338,6 +338,18 @@ def test_load_config_reads_the_process_environment_by_default(tmp_path, monkeypa
     assert load_config(path, env={}).mqtt.host == "filehost"
 
 
+def test_the_service_takes_the_store_and_models_from_the_environment_as_the_commands_do(tmp_path):
+    # `edgeknn run` loads its config with load_config, as `edgeknn store` does through its flags
+    path = tmp_path / "config.toml"
+    path.write_text('[store]\npath = "/file/store.db"\n[models]\ndir = "/file/models"\nmirror = "/file/mirror"\n')
+    env = {"EDGEKNN_STORE": "/env/store.db", "EDGEKNN_MODELS_DIR": "/env/models",
+           "EDGEKNN_MODEL_MIRROR": "/env/mirror"}
+    cfg = load_config(path, env=env)
+    assert (cfg.store.path, cfg.models.dir, cfg.models.mirror) == (
+        Path("/env/store.db"), Path("/env/models"), "/env/mirror")
+    assert load_config(path, env={}).store.path == Path("/file/store.db")
+
+
 # --- reading files -------------------------------------------------------------------------
 
 def test_load_config_names_the_file_in_errors(tmp_path):

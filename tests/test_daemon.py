@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import time
 
 from conftest import CAT_PIN, CLEAR_PIN, DOG_PIN, IMAGES, MODELS, ScriptedCamera, wait_until
@@ -142,7 +143,7 @@ def test_bad_commands_get_one_error_reply_each_and_the_daemon_keeps_going(runnin
     assert len(replies(watch)) == len(got) + 1
 
 
-def test_a_broker_outage_loses_nothing_and_the_daemon_comes_back(running, listen, mosquitto):
+def test_a_broker_outage_loses_nothing_and_the_daemon_comes_back(running, listen, mosquitto, caplog):
     daemon = running(ScriptedCamera(CAT, DOG))
     watch = listen("edgeknn/testpi/#")
     watch.wait_for("edgeknn/testpi/status", b"online")
@@ -152,10 +153,14 @@ def test_a_broker_outage_loses_nothing_and_the_daemon_comes_back(running, listen
     watch.close()
 
     mosquitto.stop()
-    time.sleep(1)
+    wait_until(lambda: not daemon.mqtt.is_connected, what="the daemon to see the broker gone")
     press(daemon.factory, DOG_PIN)  # it keeps learning while the broker is down
     wait_until(lambda: len(daemon.engine.store) == 2, what="an example taught offline")
-    time.sleep(9)
+    # the broker comes back only after the daemon has tried it and failed: a real outage
+    # (a warning from the MQTT client other than the one about losing the broker)
+    wait_until(lambda: any(r.name.startswith("edgeknn.mqtt") and r.levelno >= logging.WARNING
+                           and not r.getMessage().startswith("lost MQTT broker") for r in caplog.records),
+               timeout=20, what="a failed reconnect")
     mosquitto.start()
 
     again = listen("edgeknn/testpi/#")
@@ -223,7 +228,8 @@ def test_the_service_reloads_on_sighup_and_stops_on_sigterm_within_5_s_saying_of
 
     config = tmp_path / "config.toml"
     # A synthetic test pattern is nothing like the cat photo, so the default threshold
-    # (0.25) would call it unknown from the start: begin with "never unknown".
+    # (0.25), or even 0.0 (the cosine to the cat's mean feature can be below 0), would call it
+    # unknown from the start: begin with "never unknown".
     write_config(config, tmp_path, mosquitto, "[classifier]\nunknown_threshold = -1.0\n")
     watch = listen("edgeknn/testpi/#")
     proc = subprocess.Popen([sys.executable, "-m", "edgeknn", "run", "--config", str(config)],

@@ -162,3 +162,35 @@ def test_classes_removed_while_the_service_was_stopped_are_removed_from_home_ass
     link.retained_config(publisher.last(CONFIG_TOPIC).payload, retained=False)  # our own, read back
     link.retained_config(b"", retained=True)  # after `edgeknn ha remove`
     assert len(publisher.on(CONFIG_TOPIC)) == sent  # nothing new: no loop
+
+
+def test_every_config_is_sent_once_more_after_a_burst_of_changes_settles():
+    classes = {"cat": 1}
+    link, publisher, timers, _ = make_link(classes)
+    link.publish_config()
+    classes["dog"] = 2
+    link.publish_config()  # a second change before the first settled: one re-send, of the latest
+    assert len(publisher.on(CONFIG_TOPIC)) == 2
+    timers.run_all()
+    assert len(publisher.on(CONFIG_TOPIC)) == 3
+    assert "class_2_teach" in components(publisher)
+    assert timers.pending == []  # the re-send is not re-sent
+
+
+DOG = [IMAGES / "imprinting" / f for f in ("dog_train_0.bmp", "dog_test_0.bmp")]
+
+
+def test_a_change_of_label_sends_a_snapshot_for_the_image_entity(running, listen):
+    from edgeknn.images import load_image
+
+    watch = listen("#")
+    camera = ScriptedCamera(CAT, DOG)
+    daemon = running(camera, homeassistant={"snapshot_interval": 1.0})
+    daemon.teacher.add("cat", image=load_image(CAT[0]))
+    daemon.teacher.add("dog", image=load_image(DOG[0]))
+    watch.wait_for("edgeknn/testpi/event")
+    camera.switch()
+    wait_until(lambda: any(m.json()["event_type"] == "dog" for m in watch.on("edgeknn/testpi/event")),
+               what="the dog recognised")
+    snapshots = watch.wait_for("edgeknn/testpi/snapshot")
+    assert snapshots[-1].payload[:2] == b"\xff\xd8"  # a JPEG

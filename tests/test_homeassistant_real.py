@@ -1,7 +1,7 @@
 """edgeknn against a real Home Assistant core: the device appears with no YAML and is taught
 from Home Assistant.
 
-Home Assistant runs from its own cached venv (see edgeknn.tools.hass; the first run
+Home Assistant runs from its own cached venv (see tests/hass.py; the first run
 builds it, about 3 minutes), on a free loopback port, against a real mosquitto; it is
 onboarded through its onboarding API and given the MQTT integration through the
 config-flow API, like a user clicking through the UI.  Everything is checked through
@@ -12,18 +12,21 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from conftest import IMAGES, MODELS, ScriptedCamera, wait_until
+import yaml
+from conftest import IMAGES, MODELS, wait_until
 from gpiozero.pins.mock import MockFactory
+from hass import HassUnavailable, HomeAssistant, venv_python
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edgeknn.cameras.base import Pacer
 from edgeknn.config import parse_config
 from edgeknn.images import load_image
 from edgeknn.service.daemon import Daemon
-from edgeknn.tools.devbroker import LocalBroker, mosquitto_path
-from edgeknn.tools.hass import HassUnavailable, HomeAssistant, venv_python
+from edgeknn.tools.devbroker import LocalBroker, free_port, mosquitto_path
 
 pytestmark = pytest.mark.slow
 
@@ -31,6 +34,48 @@ CAT = [IMAGES / "imprinting" / f for f in ("cat_train_0.bmp", "cat_test_0.bmp")]
 DOG = [IMAGES / "imprinting" / f for f in ("dog_train_0.bmp", "dog_test_0.bmp")]
 HA_WAIT = 60.0  # Home Assistant sets platforms up on first use; generous, never asserted on
 NASTY = 'Vogel "x" {{ states(\'sun.sun\') }} ✓'
+EXAMPLE_AUTOMATION = Path(__file__).resolve().parent.parent / "examples" / "homeassistant-automation.yaml"
+# The example automation, run for real: the "light" is an input_boolean here.
+EXTRA_CONFIG = """automation: !include automations.yaml
+input_boolean:
+  kitchen_light:
+    name: Kitchen light
+"""
+
+
+class ShowingCamera:
+    """Plays whichever photos it was last told to show, in a loop."""
+
+    name = "showing camera"
+
+    def __init__(self, photos, fps: float = 5.0) -> None:
+        self._photos = [load_image(p) for p in photos]
+        self._pacer = Pacer(fps)
+        self.reads = 0
+
+    def show(self, photos) -> None:
+        self._photos = [load_image(p) for p in photos]
+
+    def open(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def read(self):
+        self._pacer.wait()
+        photos = self._photos
+        self.reads += 1
+        return photos[self.reads % len(photos)]
+
+
+def example_automation() -> list:
+    """examples/homeassistant-automation.yaml for this device, turning on the input_boolean."""
+    automation = yaml.safe_load(EXAMPLE_AUTOMATION.read_text())
+    automation["triggers"][0]["entity_id"] = "event.hatest_recognised"
+    automation["actions"] = [{"action": "input_boolean.turn_on",
+                              "target": {"entity_id": "input_boolean.kitchen_light"}}]
+    return [automation]
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +91,11 @@ def world(tmp_path_factory):
     broker = LocalBroker(tmp)
     broker.start()
     hass = HomeAssistant(python, tmp / "ha-config")
+    hass.config_dir.mkdir(parents=True)
+    (hass.config_dir / "automations.yaml").write_text(yaml.safe_dump(example_automation()))
     daemon = None
     try:
-        seconds = hass.start()
+        seconds = hass.start(extra_config=EXTRA_CONFIG)
         hass.onboard()
         hass.add_mqtt(broker.host, broker.port)
         print(f"\nHome Assistant answered {seconds:.1f} s after start")
@@ -62,9 +109,9 @@ def world(tmp_path_factory):
             "mqtt": {"host": broker.host, "port": broker.port, "keepalive": 5},
             "detector": {"enabled": True, "max_rate": 1.0, "threads": 1},
             "homeassistant": {"snapshot_interval": 2.0},
-            "web": {"host": "127.0.0.1", "port": 0},
+            "web": {"host": "127.0.0.1", "port": free_port()},
         }, "test config")
-        camera = ScriptedCamera(CAT, DOG, fps=5)
+        camera = ShowingCamera(CAT)
         daemon = Daemon(config, camera=camera, pin_factory=MockFactory())
         daemon.start()
         threading.Thread(target=daemon.wait, daemon=True).start()
@@ -126,12 +173,14 @@ def test_the_device_and_every_entity_appear_with_their_states(world):
                what=f"entities; missing {EXPECTED - set(registry(hass))}")
     [device] = [d for d in hass.devices() if ["mqtt", "edgeknn_hatest"] in d["identifiers"]]
     assert (device["name"], device["manufacturer"]) == ("hatest", "edgeknn")
+    assert device["configuration_url"] == f"http://127.0.0.1:{daemon.config.web.port}/"  # the web page
     assert {e["device_id"] for e in registry(hass).values()} == {device["id"]}
 
     wait_state(hass, "sensor.hatest_sees", "cat")
     wait_state(hass, "binary_sensor.hatest_sees_cat", "on")
     assert state_of(hass, "binary_sensor.hatest_sees_dog") == "off"
-    assert hass.state("sensor.hatest_sees")["attributes"]["options"] == ["cat", "dog"]
+    wait_until(lambda: hass.state("sensor.hatest_sees")["attributes"].get("options") == ["cat", "dog"],
+               timeout=HA_WAIT, what="both classes among the options")
     wait_state(hass, "sensor.hatest_cat_examples", "1")
     wait_state(hass, "sensor.hatest_store_size", "2")
     assert state_of(hass, "sensor.hatest_backend") == "cpu"
@@ -139,7 +188,7 @@ def test_the_device_and_every_entity_appear_with_their_states(world):
     wait_until(lambda: (state_of(hass, "sensor.hatest_objects") or "x").isdigit(), timeout=HA_WAIT,
                what="the object count")
 
-    camera.switch()  # the dog walks in: the event entity fires, the snapshot refreshes
+    camera.show(DOG)  # the dog walks in: the event entity fires, the snapshot refreshes
     wait_state(hass, "sensor.hatest_sees", "dog")
     wait_until(lambda: hass.state("event.hatest_recognised")["attributes"].get("event_type") == "dog",
                timeout=HA_WAIT, what="a Recognised event for dog")
@@ -191,3 +240,44 @@ def test_a_removed_class_loses_its_entities(world):
     wait_until(lambda: not registry(hass, owl), timeout=HA_WAIT, what="owl's entities gone")
     assert state_of(hass, "button.hatest_teach_owl") is None
     assert "button.hatest_teach_cat" in registry(hass)  # the others stay
+
+
+def test_the_example_automation_turns_the_light_on_when_the_cat_comes(world):
+    hass, _, camera, _ = world
+    camera.show(DOG)
+    wait_until(lambda: hass.state("event.hatest_recognised")["attributes"].get("event_type") not in ("cat", None),
+               timeout=HA_WAIT, what="something other than the cat recognised")
+    hass.call_service("input_boolean", "turn_off", {"entity_id": "input_boolean.kitchen_light"})
+    wait_state(hass, "input_boolean.kitchen_light", "off")
+    camera.show(CAT)
+    wait_state(hass, "input_boolean.kitchen_light", "on")
+
+
+def test_home_assistant_restarting_without_the_retained_config_gets_it_again(world):
+    hass, daemon, _, broker = world
+    hass.stop()
+    clear = mqtt.Client(CallbackAPIVersion.VERSION2)  # e.g. a broker that lost its retained messages
+    clear.connect(broker.host, broker.port)
+    clear.loop_start()
+    clear.publish("homeassistant/device/hatest/config", b"", qos=1, retain=True).wait_for_publish(10)
+    clear.disconnect()
+    clear.loop_stop()
+    hass.start(extra_config=EXTRA_CONFIG)  # its birth message "online" is the only thing that brings the config back
+    wait_state(hass, "sensor.hatest_store_size", str(len(daemon.engine.store)))
+    wait_until(lambda: EXPECTED <= {k for k in registry(hass) if state_of(hass, k) not in (None, "unavailable")},
+               timeout=HA_WAIT, what="every entity set up again")
+
+
+def test_ha_remove_deletes_the_device_from_home_assistant(world, tmp_path):
+    from edgeknn.cli import main
+
+    hass, daemon, _, broker = world
+    wait_until(lambda: EXPECTED <= set(registry(hass)), timeout=HA_WAIT, what="the entities")
+    daemon.homeassistant.close()  # as after turning discovery off: nothing announces it again
+    daemon.homeassistant = None
+    path = tmp_path / "config.toml"
+    path.write_text(f'device_id = "hatest"\n[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n')
+    assert main(["ha", "remove", "--config", str(path)]) == 0
+    wait_until(lambda: not [d for d in hass.devices() if ["mqtt", "edgeknn_hatest"] in d["identifiers"]],
+               timeout=HA_WAIT, what="the device gone from Home Assistant")
+    assert registry(hass) == {}

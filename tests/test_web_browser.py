@@ -1,6 +1,7 @@
 """The page in a real browser: Debian's chromium, headless, driven by Selenium through
 Debian's chromedriver, against the real daemon (replay camera, real embedder, real
-mosquitto).  Screenshots of each step are saved under the test's temp dir.
+mosquitto).  Screenshots of each step are saved under the test's temp dir
+(``screenshots/NN-step.png``; keep them with ``--basetemp DIR``).
 """
 
 from __future__ import annotations
@@ -188,8 +189,29 @@ def test_teach_two_classes_watch_the_prediction_then_prune_and_rename(running, l
     page.wait(lambda: page.predicted() == "puppy", "the prediction to use the new name")
     page.shot("renamed")
 
+    # a click (no hold) adds exactly one example
+    camera.show("cat")
+    before = page.count("cat")
+    page.card("cat").find_element("css selector", ".teach").click()
+    page.wait(lambda: page.count("cat") == before + 1, "one more cat example from a click")
+    time.sleep(1.0)
+    assert page.count("cat") == before + 1
+
     browser.set_window_size(390, 1600)  # a phone
     page.shot("phone")
+
+    # clearing a class asks first; cancelling keeps it
+    card = page.card("puppy")
+    card.find_element("css selector", ".clear").click()
+    question = card.find_element("css selector", ".confirm .question")
+    page.wait(lambda: question.is_displayed() and f"Delete all {dogs} examples" in question.text, "the question")
+    page.shot("clear-asks")
+    card.find_element("css selector", ".confirm .cancel").click()
+    assert page.count("puppy") == dogs and not question.is_displayed()
+    card.find_element("css selector", ".clear").click()
+    card.find_element("css selector", ".confirm .yes").click()
+    page.wait(lambda: page.card("puppy") is None, "the class to be gone")
+    wait_until(lambda: watch.on(CLASSES)[-1].json() == {"cat": before + 1}, what="MQTT classes after clear")
 
     problems = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "ERROR", "WARNING")]
     assert problems == []

@@ -103,7 +103,7 @@ class MqttClient:
         self._lock = threading.Lock()  # guards the outbox and the in-flight table
         self._outbox = Outbox(config.max_queued)
         self._in_flight: dict[int, Message] = {}  # mid -> message paho has not confirmed
-        self._confirmed: deque[tuple[int, Any]] = deque()  # (mid, reason) from on_publish
+        self._confirmed: deque[tuple[int, ReasonCode]] = deque()  # (mid, reason) from on_publish
         self._wake = threading.Event()  # the sender has work
         self._session = 0  # connects so far; the sender notices a new one
         self._sender_session = 0
@@ -192,7 +192,9 @@ class MqttClient:
                          threading.Thread(target=self._run_sender, name="mqtt-sender", daemon=True)]
         for thread in self._threads:
             thread.start()
-        persistent = bool(s.client_id) and s.session_expiry > 0
+        # A client that takes no commands (edgeknn ha remove) neither subscribes to
+        # them nor keeps a session: the device alone answers, once.
+        persistent = bool(s.client_id) and s.session_expiry > 0 and self._handler is not None
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = s.session_expiry if persistent else 0
         client.connect_async(s.host, s.port, keepalive=s.keepalive, clean_start=not persistent,
@@ -303,8 +305,8 @@ class MqttClient:
     # -- paho callbacks (on paho's network thread; they must never raise) -----
     # on_publish runs with paho's locks held: it only records and wakes the sender.
 
-    def _handle_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any,
-                        properties: Any) -> None:
+    def _handle_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: ReasonCode,
+                        properties: Properties | None) -> None:
         self._confirmed.append((mid, reason_code))
         self._wake.set()
 
@@ -325,7 +327,8 @@ class MqttClient:
         options = SubscribeOptions(qos=self._config.qos.commands, noLocal=True,
                                    retainAsPublished=True,
                                    retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
-        client.subscribe(self._topics.cmd_wildcard, options=options)
+        if self._handler is not None:
+            client.subscribe(self._topics.cmd_wildcard, options=options)
         for topic in self._watched:  # without noLocal: our own retained config is read back too
             client.subscribe(topic, options=SubscribeOptions(qos=self._config.qos.commands))
         if self._announce_status:
@@ -345,7 +348,7 @@ class MqttClient:
                                                tls=self._config.tls.enabled))
 
     def _handle_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
-                          reason_codes: list[Any], properties: Any) -> None:
+                          reason_codes: list[ReasonCode], properties: Properties | None) -> None:
         for reason in reason_codes:
             if reason.is_failure:
                 self._problems.warn(name.refused_subscription(self._topics.cmd_wildcard, reason))

@@ -13,6 +13,12 @@ Assistant is told to delete them.  ``default_entity_id`` suggests the entity
 id when an entity is first seen (Home Assistant 2025.10+; older versions
 derive the same id from the device and entity names).
 
+Order matters to Home Assistant 2025.4, which stops reading a device config
+at the first component still busy with the previous one: removals come
+first, then the classes, newest first (a new class is what a change adds),
+then the device's own entities.  The service also sends every config once
+more a few seconds later (see service/homeassistant.py).
+
 Labels are data, never template text.  Where a template must compare with a
 label it holds a Jinja string literal from :func:`jinja_string`, which spells
 every character outside ``[A-Za-z0-9 _-]`` as a ``\\u`` escape: quotes,
@@ -28,7 +34,6 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from edgeknn import __version__
 from edgeknn.labels import LABEL_PATTERN, MAX_LABEL_LENGTH
@@ -115,9 +120,9 @@ class _Components:
     def __init__(self, device: DeviceDescription) -> None:
         self._device = device
         self._entity_prefix = slug(device.name) or slug(device.node) or "edgeknn"
-        self.cmps: dict[str, dict[str, Any]] = {}
+        self.cmps: dict[str, dict[str, object]] = {}
 
-    def add(self, key: str, platform: str, name: str, entity_slug: str, **options: Any) -> None:
+    def add(self, key: str, platform: str, name: str, entity_slug: str, **options: object) -> None:
         self.cmps[key] = {
             "p": platform,
             "name": name,
@@ -128,13 +133,14 @@ class _Components:
 
 
 def device_config(device: DeviceDescription, topics: Topics, classes: Sequence[ClassEntry],
-                  removed: Iterable[int] = ()) -> dict[str, Any]:
+                  removed: Iterable[int] = ()) -> dict[str, object]:
     """The whole discovery config; ``removed`` class ids get ``{"p": ...}`` stubs."""
     labels = [c.label for c in sorted(classes, key=lambda c: c.id)]
-    c = _Components(device)
+    c = _Components(device)  # the device's own entities
+    per_class = _Components(device)
     diagnostic = {"ent_cat": "diagnostic"}
 
-    sees: dict[str, Any] = {"icon": "mdi:eye"}
+    sees: dict[str, object] = {"icon": "mdi:eye"}
     if labels:  # Home Assistant refuses an empty options list
         sees.update(dev_cla="enum", ops=labels)
     c.add("sees", "sensor", "Sees", "sees", stat_t=topics.prediction,
@@ -156,17 +162,17 @@ def device_config(device: DeviceDescription, topics: Topics, classes: Sequence[C
               json_attr_t=topics.detections,
               json_attr_tpl="{{ {'labels': value_json.objects | map(attribute='label') | list} | tojson }}")
 
-    for entry in sorted(classes, key=lambda e: e.id):
+    for entry in sorted(classes, key=lambda e: e.id, reverse=True):  # the newest first
         key, literal = f"class_{entry.id}", jinja_string(entry.label)
         label_slug = slug(entry.label) or f"class_{entry.id}"
-        c.add(f"{key}_sees", "binary_sensor", f"Sees {entry.label}", f"sees_{label_slug}",
-              stat_t=topics.prediction, exp_aft=device.expire_after, icon="mdi:eye",
-              val_tpl=f"{{{{ 'ON' if not value_json.unknown and value_json.label == {literal} else 'OFF' }}}}")
-        c.add(f"{key}_teach", "button", f"Teach {entry.label}", f"teach_{label_slug}",
-              cmd_t=topics.command("add"), pl_prs=to_json({"label": entry.label}).decode(), icon="mdi:school")
-        c.add(f"{key}_examples", "sensor", f"{entry.label} examples", f"{label_slug}_examples",
-              stat_t=topics.classes, val_tpl=f"{{{{ value_json[{literal}] | default(0) }}}}",
-              unit_of_meas="examples", stat_cla="measurement", icon="mdi:counter", **diagnostic)
+        per_class.add(f"{key}_sees", "binary_sensor", f"Sees {entry.label}", f"sees_{label_slug}",
+                      stat_t=topics.prediction, exp_aft=device.expire_after, icon="mdi:eye",
+                      val_tpl=f"{{{{ 'ON' if not value_json.unknown and value_json.label == {literal} else 'OFF' }}}}")
+        per_class.add(f"{key}_teach", "button", f"Teach {entry.label}", f"teach_{label_slug}",
+                      cmd_t=topics.command("add"), pl_prs=to_json({"label": entry.label}).decode(), icon="mdi:school")
+        per_class.add(f"{key}_examples", "sensor", f"{entry.label} examples", f"{label_slug}_examples",
+                      stat_t=topics.classes, val_tpl=f"{{{{ value_json[{literal}] | default(0) }}}}",
+                      unit_of_meas="examples", stat_cla="measurement", icon="mdi:counter", **diagnostic)
 
     c.add("fps", "sensor", "Frame rate", "frame_rate", stat_t=topics.stats, val_tpl="{{ value_json.fps }}",
           unit_of_meas="fps", stat_cla="measurement", **diagnostic)
@@ -181,16 +187,16 @@ def device_config(device: DeviceDescription, topics: Topics, classes: Sequence[C
           val_tpl="{{ 'OFF' if value_json.camera == 'ok' else 'ON' }}", json_attr_t=topics.state,
           json_attr_tpl="{{ {'camera': value_json.camera} | tojson }}", **diagnostic)
 
-    for class_id in sorted(set(removed) - {e.id for e in classes}):
-        for suffix, platform in CLASS_PLATFORMS.items():
-            c.cmps[f"class_{class_id}_{suffix}"] = {"p": platform}
+    stubs = {f"class_{class_id}_{suffix}": {"p": platform}
+             for class_id in sorted(set(removed) - {e.id for e in classes})
+             for suffix, platform in CLASS_PLATFORMS.items()}
 
-    dev: dict[str, Any] = {"ids": [f"edgeknn_{device.node}"], "name": device.name, "mf": "edgeknn",
+    dev: dict[str, object] = {"ids": [f"edgeknn_{device.node}"], "name": device.name, "mf": "edgeknn",
                            "mdl": "Teachable camera", "sw": device.sw_version}
     if device.configuration_url:
         dev["cu"] = device.configuration_url
     return {"dev": dev, "o": {"name": "edgeknn", "sw": device.sw_version}, "avty_t": topics.status,
-            "cmps": c.cmps}
+            "cmps": {**stubs, **per_class.cmps, **c.cmps}}
 
 
 def class_ids_in(payload: bytes) -> set[int]:

@@ -51,6 +51,9 @@ class DeviceState:
     camera: str = "ok"  # "ok" or "failed: <reason>"
     backend: str = "cpu"
     broker_reconnects: int = 0
+    inference: str = "ok"  # "ok" or "failed: <reason>"
+    gpio: str = "ok"  # "ok", "off" (not configured) or "failed: <reason>"
+    status: str = "ok"  # "ok" or the first failed part: "camera: failed: <reason>"
 
 
 def to_json(obj: object) -> bytes:
@@ -117,7 +120,10 @@ def stats_payload(stats: Stats) -> bytes:
 
 def state_payload(state: DeviceState) -> bytes:
     return to_json({
+        "status": state.status,
         "camera": state.camera,
+        "inference": state.inference,
+        "gpio": state.gpio,
         "backend": state.backend,
         "broker_reconnects": int(state.broker_reconnects),
     })

@@ -14,10 +14,14 @@ written against.  The real ones are :class:`~edgeknn.vision.embedder.Embedder`,
 
 The locking rule
 ----------------
-Five threads touch the models or the store: the processing loop (every
-frame), the MQTT command worker and the button worker (when they teach), the
-MQTT network thread (counts, on reconnecting) and the main thread (stats,
-SIGHUP).  The rule for them is written here and nowhere else:
+Six kinds of thread touch the models or the store: the processing loop
+(every frame), the MQTT command worker and the button worker (when they
+teach), the web server's threadpool (``web/app.py`` runs each HTTP command
+through ``run_command`` -> Teacher -> Engine, and reads the store's counts,
+examples and thumbnails, in Starlette's worker threads, several at once), the
+MQTT network thread (counts on reconnecting, Home Assistant's class list) and
+the main thread (stats, SIGHUP).  The rule holds for any thread, and is
+written here and nowhere else:
 
 1. **The interpreters are called only through the Engine, under its one
    lock.**  A LiteRT interpreter is not thread-safe, and the embedder and the
@@ -33,8 +37,8 @@ SIGHUP).  The rule for them is written here and nowhere else:
    the processing loop only through ``Processor.reset`` and
    ``Processor.configure``, which it applies between frames; frames pass from
    the capture thread through ``FrameSlot``; the Teacher takes one teaching
-   request at a time, so the MQTT and button workers never teach the same
-   frame.  The detection stage's state belongs to the processing loop alone.
+   request at a time, so the MQTT worker, the button worker and the web
+   threads never teach the same frame.  The detection stage's state belongs to the processing loop alone.
    The ``[classifier]`` config section is replaced whole (a frozen value) on
    SIGHUP; a prediction reads it once and sees the old or the new, never a mix.
 """

@@ -46,6 +46,11 @@ from edgeknn.mqtt.topics import Topics
 log = logging.getLogger(__name__)
 
 REDISCOVER_DELAY = (0.0, 5.0)  # seconds after Home Assistant's "online"
+# Home Assistant (2025.4) drops the rest of a device config when it reaches a
+# component still busy with the previous config (a burst of changes, or its
+# first set-up of a platform), so every config is sent once more this many
+# seconds after the last change; unchanged components cost it nothing.
+SETTLE = 5.0
 DISCOVERY_QOS = 1
 
 
@@ -90,10 +95,27 @@ class HomeAssistantLink:
         self._known: set[int] = set()
         self._removed: set[int] = set()
         self._pending: Cancellable | None = None
+        self._settle: Cancellable | None = None
         self._last_snapshot = float("-inf")
 
     def publish_config(self) -> None:
-        """The retained device config for the classes in the store now."""
+        """The retained device config for the classes in the store now (and again
+        :data:`SETTLE` s after the last call)."""
+        self._send_config()
+        with self._lock:
+            if self._settle is not None:
+                self._settle.cancel()
+            self._settle = self._schedule(SETTLE, self._settled)
+
+    def _settled(self) -> None:
+        with self._lock:
+            self._settle = None
+        try:
+            self._send_config()
+        except Exception:  # on a timer thread: log it, the next change sends again
+            log.exception("re-sending the Home Assistant config failed")
+
+    def _send_config(self) -> None:
         with self._lock:
             ids = self._classes()
             current = set(ids.values())
@@ -151,9 +173,10 @@ class HomeAssistantLink:
 
     def close(self) -> None:
         with self._lock:
-            if self._pending is not None:
-                self._pending.cancel()
-                self._pending = None
+            for timer in (self._pending, self._settle):
+                if timer is not None:
+                    timer.cancel()
+            self._pending = self._settle = None
 
 
 def describe(config: Config, device_id: str, configuration_url: str | None = None) -> DeviceDescription:

@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 import numpy as np
 
@@ -138,24 +139,31 @@ class PublishGate:
 
 
 class Timings:
-    """Recent inference times and processed-frame times, for the stats topic."""
+    """Recent inference times and processed-frame times, for the stats topic and the web
+    page: recorded by the processing loop, read from other threads (hence the lock)."""
 
     def __init__(self, window: int = 300) -> None:
+        self._lock = threading.Lock()
         self._inference_ms: deque[float] = deque(maxlen=window)
         self._done: deque[float] = deque(maxlen=window)
 
     def record(self, inference_ms: float, at: float) -> None:
-        self._inference_ms.append(inference_ms)
-        self._done.append(at)
+        with self._lock:
+            self._inference_ms.append(inference_ms)
+            self._done.append(at)
 
     def percentile(self, q: float) -> float:
-        return float(np.percentile(self._inference_ms, q)) if self._inference_ms else 0.0
+        with self._lock:
+            times = list(self._inference_ms)
+        return float(np.percentile(times, q)) if times else 0.0
 
     def fps(self) -> float:
-        if len(self._done) < 2:
+        with self._lock:
+            done = list(self._done)
+        if len(done) < 2:
             return 0.0
-        span = self._done[-1] - self._done[0]
-        return (len(self._done) - 1) / span if span > 0 else 0.0
+        span = done[-1] - done[0]
+        return (len(done) - 1) / span if span > 0 else 0.0
 
 
 def smoothed(raw: Prediction, label: str | None) -> Prediction:
@@ -197,6 +205,14 @@ class ErrorLog:
         self._last[key] = now
         suffix = f" ({more} more since the last report)" if more else ""
         log.error("%s%s", message, suffix, exc_info=trace)
+
+
+class FrameOutcomes(Protocol):
+    """Where the loop reports each frame (service.health.Health)."""
+
+    def frame_processed(self) -> None: ...
+
+    def inference_failed(self, reason: str) -> None: ...
 
 
 class Processor:
@@ -275,10 +291,9 @@ class Processor:
                                   trace=not isinstance(exc, EdgeKnnError))
         return done
 
-    def run(self, slot: FrameSlot, stop: threading.Event, heartbeat: Callable[[], None]) -> None:
-        """Process frames until ``stop`` is set or the source ends; ``heartbeat`` feeds the watchdog."""
+    def run(self, slot: FrameSlot, stop: threading.Event, health: FrameOutcomes) -> None:
+        """Process frames until ``stop`` is set or the source ends, telling ``health`` how each went."""
         while not stop.is_set():
-            heartbeat()
             frame = slot.take(timeout=0.5)
             if frame is None:
                 if slot.ended:
@@ -288,5 +303,9 @@ class Processor:
             try:
                 self.process(frame)
             except EdgeKnnError as exc:
-                # A bad frame or a refused store operation is reported, not fatal.
+                # Reported and counted, not fatal; health decides when failures
+                # in a row mean the model has to go (service/health.py).
+                health.inference_failed(str(exc))
                 self.errors.error(type(exc).__name__, f"frame {frame.index}: {exc}")
+            else:
+                health.frame_processed()

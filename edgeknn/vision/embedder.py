@@ -17,7 +17,7 @@ import numpy as np
 
 from edgeknn.errors import ModelError
 from edgeknn.features import RAW, FeatureTransform
-from edgeknn.images import RESIZE_POLICIES, as_rgb, fit, load_image
+from edgeknn.images import as_rgb, fit, load_image
 from edgeknn.vision.runtime import OpenedModel, open_interpreter
 
 # The normalisation MobileNet (and most Coral classifiers) were trained with.
@@ -81,8 +81,6 @@ class Embedder:
         resize: str = "center-crop",
         features: FeatureTransform = RAW,
     ) -> None:
-        if resize not in RESIZE_POLICIES:
-            raise ModelError(f"resize policy {resize!r} is not one of {', '.join(RESIZE_POLICIES)}")
         self._interp = opened.interpreter
         self._resize = resize
         inp = self._interp.get_input_details()[0]

@@ -9,9 +9,9 @@ Fetching writes to a temporary file beside the target, fsyncs it, checks its
 sha256 and only then renames it into place, so the models directory never holds
 a partial or unverified file, even after a power cut or a wrong checksum.
 
-The download source is, in order: the ``mirror`` argument, ``$EDGEKNN_MODEL_MIRROR``
-(a directory, or an ``http(s)://`` or ``file://`` URL the file name is appended
-to), else the entry's canonical ``url``.
+The download source is the ``mirror`` argument (a directory, or an ``http(s)://``
+or ``file://`` URL the file name is appended to; ``models.mirror`` of the config,
+which ``$EDGEKNN_MODEL_MIRROR`` overrides), else the entry's canonical ``url``.
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ from edgeknn.features import RAW, FeatureTransform, decode_mean
 log = logging.getLogger(__name__)
 
 KINDS: tuple[str, ...] = ("embedder", "classifier", "detector", "labels")
-MIRROR_ENV = "EDGEKNN_MODEL_MIRROR"
 DEFAULT_TIMEOUT = 30.0  # seconds without a byte from the server
 CHUNK = 1 << 16
 
@@ -113,7 +112,7 @@ def parse_manifest(data: dict[str, Any], where: str = "manifest") -> dict[str, M
 
 
 def _entry(name: str, table: Any, where: str) -> ModelInfo:
-    def fail(key: str, expected: str, got: Any) -> ModelError:
+    def fail(key: str, expected: str, got: object) -> ModelError:
         return ModelError(f"{where}: models.{name}.{key}: expected {expected}, got {got!r}")
 
     if not isinstance(table, dict):
@@ -319,8 +318,6 @@ def ensure_model(
 
 def source_url(info: ModelInfo, mirror: str | None = None) -> str:
     """Where ``fetch`` reads from: a URL, or a local path for a directory mirror."""
-    if mirror is None:
-        mirror = os.environ.get(MIRROR_ENV)
     if not mirror:
         return info.url
     if mirror.startswith(("http://", "https://", "file://")):
@@ -404,14 +401,14 @@ def _write(out: BinaryIO, chunk: bytes) -> None:
         raise ModelError(f"cannot write {out.name}: {exc}") from None
 
 
-def _open(source: str, timeout: float) -> Any:
+def _open(source: str, timeout: float) -> BinaryIO:
     if "://" in source:
         request = urllib.request.Request(source, headers={"User-Agent": "edgeknn"})
         return urllib.request.urlopen(request, timeout=timeout)
     return open(source, "rb")
 
 
-def _length(response: Any) -> int | None:
+def _length(response: BinaryIO) -> int | None:
     headers = getattr(response, "headers", None)
     if headers is not None and headers.get("Content-Length", "").isdigit():
         return int(headers["Content-Length"])

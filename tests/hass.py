@@ -114,11 +114,13 @@ class HomeAssistant:
 
     # ----- process ---------------------------------------------------------------
 
-    def start(self, timeout: float = 120.0) -> float:
-        """Start it and wait for its HTTP API; returns the seconds that took."""
+    def start(self, timeout: float = 120.0, extra_config: str = "") -> float:
+        """Start it and wait for its HTTP API; returns the seconds that took.
+        ``extra_config`` is appended to configuration.yaml."""
         self.config_dir.mkdir(parents=True, exist_ok=True)
         (self.config_dir / "configuration.yaml").write_text(
             f"http:\n  server_host: 127.0.0.1\n  server_port: {self.port}\nlogger:\n  default: warning\n"
+            + extra_config
         )
         started = time.monotonic()
         self.proc = subprocess.Popen(
