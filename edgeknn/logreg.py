@@ -87,7 +87,10 @@ def fit(
 
     if k == 1:  # one class: nothing to separate
         return LogReg(classes, np.zeros((dim, 1), np.float32), np.zeros(1, np.float32), 0)
-    theta, iterations = lbfgs(loss_and_grad, np.concatenate([w0.ravel(), b0]), max_iter, TOLERANCE)
+    start = np.concatenate([w0.ravel(), b0])
+    if warm is not None and loss_and_grad(np.zeros_like(start))[0] < loss_and_grad(start)[0]:
+        start = np.zeros_like(start)  # the old weights fit these rows worse than none (e.g. a new sample)
+    theta, iterations = lbfgs(loss_and_grad, start, max_iter, TOLERANCE)
     return LogReg(
         classes,
         theta[: dim * k].reshape(dim, k).astype(np.float32),
