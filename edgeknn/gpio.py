@@ -47,8 +47,6 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
-from gpiozero import LED, Button, GPIOZeroError
-
 from edgeknn.errors import ConfigError, GpioError
 
 if TYPE_CHECKING:
@@ -81,6 +79,10 @@ ERROR_SHOW_SECONDS = 3.0
 # registers, does not know the Pi 5, and gpiozero warns when it falls back to
 # it.  Anyone who wants it can name it.
 DEFAULT_PIN_FACTORIES = ("lgpio", "rpigpio", "pigpio")
+# What [gpio] pin_factory may name (the config schema imports it): "" is the
+# first of DEFAULT_PIN_FACTORIES that works.  gpiozero itself is imported only
+# where a pin is opened, so the config loads without it.
+PIN_FACTORIES = ("", *DEFAULT_PIN_FACTORIES, "native", "mock")
 
 
 def open_pin_factory(name: str = "") -> Any:
@@ -90,21 +92,15 @@ def open_pin_factory(name: str = "") -> Any:
     (lgpio on current Raspberry Pi OS); ``"mock"`` gives gpiozero's
     ``MockFactory``, pins that exist only in memory.  The caller owns the
     factory and closes it (``factory.close()``) after the devices on it.
-    Raises ConfigError for a name that is no pin factory, and GpioError naming
-    why each candidate failed when none works here.
+    ``name`` is one of :data:`PIN_FACTORIES` (the config checked it).  Raises
+    GpioError naming why each candidate failed when none works here.
     """
     available = {ep.name: ep for ep in entry_points(group="gpiozero_pin_factories")}
-    candidates = DEFAULT_PIN_FACTORIES if name == "" else (name.lower(),)
+    candidates = DEFAULT_PIN_FACTORIES if name == "" else (name,)
     failures = []
     for candidate in candidates:
         entry = available.get(candidate)
         if entry is None:
-            if name:
-                raise ConfigError(
-                    f"gpio.pin_factory: unknown pin factory {name!r}; expected one of "
-                    f'{", ".join(sorted(available))}, or "" for the first of '
-                    f"{', '.join(DEFAULT_PIN_FACTORIES)} that works"
-                )
             failures.append(f"{candidate}: not installed")
             continue
         try:
@@ -155,8 +151,10 @@ class ButtonPanel:
     thread; an exception from either is logged and shown on the status LED,
     and the panel carries on.  ``pin_factory`` is a gpiozero pin factory (a
     ``MockFactory`` in tests); None opens the default one with
-    :func:`open_pin_factory` and the panel then closes it too.  A panel is
-    live from construction until :meth:`close`.
+    :func:`open_pin_factory` and the panel then closes it too.  ``clock``
+    (seconds, monotonic) paces recording and the status LED's error and clear
+    times; tests pass a fake one.  A panel is live from construction until
+    :meth:`close`.
     """
 
     def __init__(
@@ -166,8 +164,10 @@ class ButtonPanel:
         on_add: Callable[[str], object],
         on_clear: Callable[[], object],
         pin_factory: Any = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._config = config
+        self._clock = clock
         self._on_add = on_add
         self._on_clear = on_clear
         self._owns_factory = pin_factory is None
@@ -229,7 +229,7 @@ class ButtonPanel:
     def show_error(self) -> None:
         """Blip the status LED for a few seconds: something the person did or saw failed."""
         with self._lock:
-            self._error_until = time.monotonic() + ERROR_SHOW_SECONDS
+            self._error_until = self._clock() + ERROR_SHOW_SECONDS
         self._wake.set()
 
     def close(self, timeout: float = 5.0) -> None:
@@ -272,12 +272,16 @@ class ButtonPanel:
     # -- building and releasing pins ----------------------------------------
 
     def _open(self, key: str, device: type, pin: PinSpec, **kwargs: Any) -> Any:
+        from gpiozero import GPIOZeroError
+
         try:
             return device(pin, pin_factory=self._factory, **kwargs)
         except (GPIOZeroError, OSError) as exc:
             raise ConfigError(f"{key}: cannot use pin {pin!r}: {exc}") from exc
 
     def _open_button(self, key: str, pin: PinSpec, hold_time: float) -> Any:
+        from gpiozero import Button
+
         button = self._open(
             key,
             Button,
@@ -291,6 +295,8 @@ class ButtonPanel:
         return button
 
     def _open_devices(self) -> None:
+        from gpiozero import LED
+
         c = self._config
         if c.status_led != "":
             self._status_led = self._open("gpio.status_led", LED, c.status_led)
@@ -345,7 +351,7 @@ class ButtonPanel:
 
     def _clear_pressed(self) -> None:
         with self._lock:
-            self._clear_pressed_at = time.monotonic()
+            self._clear_pressed_at = self._clock()
             self._cleared_this_hold = False
         self._wake.set()
 
@@ -362,7 +368,7 @@ class ButtonPanel:
         if not cleared and pressed_at is not None:
             log.info(
                 "gpio: clear button let go after %.1f s; hold it %.0f s to clear every example",
-                time.monotonic() - pressed_at,
+                self._clock() - pressed_at,
                 self._clear_hold_time,
             )
         self._wake.set()
@@ -381,14 +387,14 @@ class ButtonPanel:
             self._run_jobs()
             with self._lock:
                 label = self._recording
-            now = time.monotonic()
+            now = self._clock()
             if label != recording:
                 recording, next_example = label, now
             if recording is not None and now >= next_example and not self._stop.is_set():
                 self._call(f"recording an example of {recording!r}", self._on_add, recording)
                 # Paced from the schedule, not from the call's end, so the
                 # rate holds; but never catch up in a burst after a slow call.
-                next_example = max(next_example + period, time.monotonic())
+                next_example = max(next_example + period, self._clock())
             if self._stop.is_set():
                 return
             shown = self._show_status(shown)
@@ -416,7 +422,7 @@ class ButtonPanel:
         with self._lock:
             if self._clear_pressed_at is not None and not self._cleared_this_hold:
                 return CLEAR_WARNING_BLINK
-            if time.monotonic() < self._error_until:
+            if self._clock() < self._error_until:
                 return ERROR_BLINK
             if self._recording is not None:
                 return RECORDING_BLINK
@@ -438,7 +444,7 @@ class ButtonPanel:
         return pattern
 
     def _seconds_until_due(self, recording: str | None, next_example: float) -> float | None:
-        now = time.monotonic()
+        now = self._clock()
         deadlines = []
         if recording is not None:
             deadlines.append(next_example - now)

@@ -144,8 +144,7 @@ def crop_for(frame_w: int, frame_h: int, model_w: int, model_h: int, policy: str
     """The region a resize policy takes from a frame (pure geometry)."""
     if policy == "squash":
         return Crop(0, 0, frame_w, frame_h, frame_w, frame_h)
-    if policy != "center-crop":
-        raise ValueError(f"resize policy {policy!r} is not one of {RESIZE_POLICIES}")
+    # "center-crop", the other of RESIZE_POLICIES (the config allows no third)
     target = model_w / model_h
     if frame_w / frame_h > target:  # too wide: cut the sides
         w = frame_h * target

@@ -1,7 +1,10 @@
-"""Default locations: the user's data directory, or /var/lib/edgeknn for the service.
+"""Where an interactive user's store and models live when no config file says.
 
-The systemd unit sets EDGEKNN_STORE and EDGEKNN_MODELS_DIR to /var/lib/edgeknn/...;
-an interactive user gets $XDG_DATA_HOME/edgeknn (~/.local/share/edgeknn).
+That is ``$XDG_DATA_HOME/edgeknn`` (``~/.local/share/edgeknn``).  The
+service's are the config's defaults (``/var/lib/edgeknn/...``).  The
+environment variables that override either (``$EDGEKNN_STORE``,
+``$EDGEKNN_MODELS_DIR``) are applied with the config, in one place:
+:data:`edgeknn.config.ENV_OVERRIDES`.
 """
 
 from __future__ import annotations
@@ -18,12 +21,10 @@ def data_dir() -> Path:
 
 
 def default_store() -> Path:
-    """The store file: $EDGEKNN_STORE, else the user's data directory."""
-    env = os.environ.get("EDGEKNN_STORE")
-    return Path(env) if env else data_dir() / "store.db"
+    """The user's store file, in their data directory."""
+    return data_dir() / "store.db"
 
 
 def default_models_dir() -> Path:
-    """Where models are fetched to: $EDGEKNN_MODELS_DIR, else the user's data directory."""
-    env = os.environ.get("EDGEKNN_MODELS_DIR")
-    return Path(env) if env else data_dir() / "models"
+    """Where models are fetched to for a user without a config file: their data directory."""
+    return data_dir() / "models"

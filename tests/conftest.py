@@ -1,6 +1,8 @@
 """Shared fixtures: the real models and data in ../shared, and a real mosquitto."""
 
-from __future__ import annotations
+from __future__ import annotations  # noqa: I001 (edgeknn is imported first, on purpose)
+
+import edgeknn  # noqa: F401  first: it sets one BLAS thread before numpy loads (its __init__)
 
 import json
 import os

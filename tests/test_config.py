@@ -197,7 +197,7 @@ def nested(dotted: str, value: object) -> dict:
     ("classifier.unknown_threshold", 1.5,
      "classifier.unknown_threshold: expected a number -1..1, got 1.5"),
     ("classifier.method", "svm",
-     'classifier.method: expected one of "balanced", "knn", "ncm", got "svm"'),
+     'classifier.method: expected one of "logreg", "balanced", "knn", "ncm", got "svm"'),
     ("embedder.accelerator", "tpu",
      'embedder.accelerator: expected one of "auto", "cpu", "edgetpu", got "tpu"'),
     ("embedder.device", "usb:x", "embedder.device: Edge TPU device 'usb:x' is not valid"),
@@ -336,6 +336,18 @@ def test_load_config_reads_the_process_environment_by_default(tmp_path, monkeypa
     monkeypatch.setenv("EDGEKNN_MQTT_HOST", "envhost")
     assert load_config(path).mqtt.host == "envhost"
     assert load_config(path, env={}).mqtt.host == "filehost"
+
+
+def test_the_service_takes_the_store_and_models_from_the_environment_as_the_commands_do(tmp_path):
+    # `edgeknn run` loads its config with load_config, as `edgeknn store` does through its flags
+    path = tmp_path / "config.toml"
+    path.write_text('[store]\npath = "/file/store.db"\n[models]\ndir = "/file/models"\nmirror = "/file/mirror"\n')
+    env = {"EDGEKNN_STORE": "/env/store.db", "EDGEKNN_MODELS_DIR": "/env/models",
+           "EDGEKNN_MODEL_MIRROR": "/env/mirror"}
+    cfg = load_config(path, env=env)
+    assert (cfg.store.path, cfg.models.dir, cfg.models.mirror) == (
+        Path("/env/store.db"), Path("/env/models"), "/env/mirror")
+    assert load_config(path, env={}).store.path == Path("/file/store.db")
 
 
 # --- reading files -------------------------------------------------------------------------

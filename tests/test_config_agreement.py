@@ -57,6 +57,26 @@ CASES = [
     ("an unknown log level", 'logging.level = "verbose"', "logging.level"),
     ("a live view of 0 frames/s", "web.stream_fps = 0", "web.stream_fps"),
     ("writes open to all", "web.anonymous_writes = true", None),
+    ("a web port out of range", "web.port = 70000", "web.port"),
+    ("a web host with a space", 'web.host = "my host"', "web.host"),
+    ("a live view of 10 pixels", "web.stream_size = 10", "web.stream_size"),
+    ("a JPEG quality of 100", "web.jpeg_quality = 100", "web.jpeg_quality"),
+    ("a discovery prefix", 'homeassistant.prefix = "ha"', None),
+    ("a $SYS discovery prefix", 'homeassistant.prefix = "$SYS/x"', "homeassistant.prefix"),
+    ("an empty discovery prefix", 'homeassistant.prefix = ""', "homeassistant.prefix"),
+    ("the detector with a label allowed", 'detector.enabled = true\ndetector.max_detections = 100\n'
+     'detector.allow = ["Egyptian_Mau"]', None),
+    ("the detector with 0 detections", "detector.enabled = true\ndetector.max_detections = 0",
+     "detector.max_detections"),
+    ("the detector with 101 detections", "detector.enabled = true\ndetector.max_detections = 101",
+     "detector.max_detections"),
+    ("the detector with an empty label allowed", 'detector.enabled = true\ndetector.allow = [""]',
+     "detector.allow[0]"),
+    ("the detector with a threshold above 1", "detector.enabled = true\ndetector.threshold = 1.5",
+     "detector.threshold"),
+    ("the detector with an unknown resize", 'detector.enabled = true\ndetector.resize = "stretch"',
+     "detector.resize"),
+    ("an unknown pin factory", 'gpio.enabled = true\ngpio.pin_factory = "abacus"', "gpio.pin_factory"),
 ]
 
 
@@ -69,15 +89,18 @@ def config_file(tmp_path: Path, models_dir: Path, extra: str) -> Path:
     """A config that starts here (no broker listening, synthetic camera, the web page on any free
     loopback port) with ``extra`` in it."""
     path = tmp_path / "config.toml"
-    path.write_text(f"""{extra}
-store.path = "{tmp_path / 'store.db'}"
+    base = f"""store.path = "{tmp_path / 'store.db'}"
 models.dir = "{models_dir}"
 models.mirror = "{MODELS}"
 embedder.threads = 1
 mqtt.port = {free_port()}
 web.host = "127.0.0.1"
 web.port = 0
-""")
+"""
+    # a key the case sets is not set again (TOML refuses a key given twice)
+    given = {line.split("=", 1)[0].strip() for line in extra.splitlines()}
+    kept = [line for line in base.splitlines() if line.split("=", 1)[0].strip() not in given]
+    path.write_text("\n".join([extra, *kept, ""]))
     return path
 
 

@@ -265,13 +265,6 @@ def test_a_class_id_missing_from_a_label_file_with_gaps_is_reported_as_its_id(tm
     assert len([r for r in caplog.records if "class id 11" in r.message]) == 1
 
 
-def test_bad_options_are_refused():
-    with pytest.raises(DetectorError, match="threshold 1.5"):
-        open_detector(PET_MODEL, PET_LABELS, accelerator="cpu", threshold=1.5)
-    with pytest.raises(DetectorError, match="resize 'stretch'"):
-        open_detector(PET_MODEL, PET_LABELS, accelerator="cpu", resize="stretch")
-
-
 # ----------------------------------------------------------------- edgeknn detect
 
 def test_detect_command_prints_json_per_image(capsys):

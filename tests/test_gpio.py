@@ -14,7 +14,7 @@ import threading
 import time
 
 import pytest
-from gpiozero import LED, Button
+from gpiozero import LED, Button, GPIOPinInUse
 from gpiozero.pins.mock import MockFactory
 
 from edgeknn.config import ButtonConfig, ClearButtonConfig, GpioConfig
@@ -84,12 +84,13 @@ def teacher():
 def open_panel(factory, teacher):
     panels = []
 
-    def open_(panel_settings=None, *, on_add=None, on_clear=None) -> ButtonPanel:
+    def open_(panel_settings=None, *, on_add=None, on_clear=None, clock=time.monotonic) -> ButtonPanel:
         panel = ButtonPanel(
             panel_settings or settings(),
             on_add=on_add or teacher.add,
             on_clear=on_clear or teacher.clear,
             pin_factory=factory,
+            clock=clock,
         )
         panels.append(panel)
         return panel
@@ -131,18 +132,42 @@ def test_short_press_adds_exactly_one_example(factory, teacher, open_panel):
     assert not panel.is_recording
 
 
-def test_holding_records_at_about_record_rate(factory, teacher, open_panel):
-    panel = open_panel(settings(hold_time=0.2, record_rate=20.0))
+class FakeClock:
+    """Seconds that pass only when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_holding_records_record_rate_examples_a_second(factory, teacher, open_panel):
+    clock = FakeClock()
+    panel = open_panel(settings(hold_time=0.2, record_rate=16.0), clock=clock)
     factory.pin(DOG).drive_low()
     wait_until(lambda: panel.is_recording, "the hold to start recording")
-    started = time.monotonic()
-    time.sleep(0.6)
+    wait_until(lambda: len(teacher.added) == 2, "the press example and the first recorded one")
+    for tick in range(1, 17):  # one second, a sixteenth at a time: one example each
+        clock.now += 1 / 16
+        wait_until(lambda tick=tick: len(teacher.added) == 2 + tick, f"example {tick} of the second")
     factory.pin(DOG).drive_high()
-    held = time.monotonic() - started
-    time.sleep(0.1)  # let an example in flight at release land
-    recorded = len(teacher.added) - 1  # the first came from the press
-    assert set(teacher.added) == {"dog"}
-    assert 3 <= recorded <= held * 20.0 + 2
+    wait_until(lambda: not panel.is_recording, "the release to stop recording")
+    assert teacher.added == ["dog"] * 18
+
+
+def test_recording_after_a_stall_does_not_catch_up_in_a_burst(factory, teacher, open_panel):
+    clock = FakeClock()
+    panel = open_panel(settings(hold_time=0.2, record_rate=16.0), clock=clock)
+    factory.pin(CAT).drive_low()
+    wait_until(lambda: len(teacher.added) == 2, "the press example and the first recorded one")
+    clock.now += 1.0  # a second in which the worker got nothing done (a slow on_add, say)
+    wait_until(lambda: len(teacher.added) >= 3, "the overdue example")
+    time.sleep(0.3)  # a burst would add all 16 overdue examples here
+    factory.pin(CAT).drive_high()
+    wait_until(lambda: not panel.is_recording, "the release to stop recording")
+    # the overdue one, then the schedule starts again from now: one more at once, not 15
+    assert teacher.added == ["cat"] * 4
 
 
 def test_recording_stops_on_release(factory, teacher, open_panel):
@@ -329,9 +354,16 @@ def test_panel_keeps_working_after_on_clear_fails(factory, open_panel, caplog):
 
 
 def test_close_releases_every_pin(factory, open_panel):
-    open_panel().close()
+    panel = open_panel()
     for pin in (CAT, DOG, CLEAR):
-        Button(pin, pin_factory=factory).close()
+        with pytest.raises(GPIOPinInUse):
+            Button(pin, pin_factory=factory)
+    for pin in (CAT_LED, DOG_LED, STATUS_LED):
+        with pytest.raises(GPIOPinInUse):
+            LED(pin, pin_factory=factory)
+    panel.close()
+    for pin in (CAT, DOG, CLEAR):
+        Button(pin, pin_factory=factory).close()  # GPIOPinInUse if the panel still held it
     for pin in (CAT_LED, DOG_LED, STATUS_LED):
         LED(pin, pin_factory=factory).close()
 
@@ -404,8 +436,3 @@ def test_mock_pin_factory_opens_by_name():
         assert isinstance(factory, MockFactory)
     finally:
         factory.close()
-
-
-def test_unknown_pin_factory_names_the_key_and_the_choices():
-    with pytest.raises(ConfigError, match=r"gpio\.pin_factory.*'abacus'.*lgpio"):
-        open_pin_factory("abacus")

@@ -1,7 +1,7 @@
 """edgeknn against a real Home Assistant core: the device appears with no YAML and is taught
 from Home Assistant.
 
-Home Assistant runs from its own cached venv (see edgeknn.tools.hass; the first run
+Home Assistant runs from its own cached venv (see tests/hass.py; the first run
 builds it, about 3 minutes), on a free loopback port, against a real mosquitto; it is
 onboarded through its onboarding API and given the MQTT integration through the
 config-flow API, like a user clicking through the UI.  Everything is checked through
@@ -19,6 +19,7 @@ import pytest
 import yaml
 from conftest import IMAGES, MODELS, wait_until
 from gpiozero.pins.mock import MockFactory
+from hass import HassUnavailable, HomeAssistant, venv_python
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edgeknn.cameras.base import Pacer
@@ -26,7 +27,6 @@ from edgeknn.config import parse_config
 from edgeknn.images import load_image
 from edgeknn.service.daemon import Daemon
 from edgeknn.tools.devbroker import LocalBroker, free_port, mosquitto_path
-from edgeknn.tools.hass import HassUnavailable, HomeAssistant, venv_python
 
 pytestmark = pytest.mark.slow
 

@@ -64,7 +64,7 @@ def test_manifest_agrees_with_the_shared_sha256sums(manifest):
     for line in (MODELS / "SHA256SUMS").read_text().splitlines():
         digest, name = line.split()
         sums[name] = digest
-    assert {info.file: info.sha256 for info in manifest.values()} == sums
+    assert {info.file: info.sha256 for info in manifest.values() if not info.parts} == sums
 
 
 def test_manifest_entries_are_typed(manifest):
@@ -184,11 +184,15 @@ def test_mirror_may_be_a_file_url(tiny, models_dir):
     assert models.verify(path, tiny.sha256)
 
 
-def test_mirror_defaults_to_the_environment(tiny, models_dir, monkeypatch):
-    monkeypatch.setenv("EDGEKNN_MODEL_MIRROR", str(MODELS))
-    assert models.source_url(tiny) == str(MODELS / tiny.file)
-    monkeypatch.delenv("EDGEKNN_MODEL_MIRROR")
+def test_without_a_mirror_the_source_is_the_manifests_url(tiny):
     assert models.source_url(tiny) == tiny.url
+    assert models.source_url(tiny, str(MODELS)) == str(MODELS / tiny.file)
+
+
+def test_models_fetch_takes_the_mirror_from_the_environment(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEKNN_MODEL_MIRROR", str(MODELS))
+    assert main(["models", "fetch", TINY, "--models-dir", str(tmp_path)]) == 0
+    assert f"from {MODELS / models.lookup(TINY).file}" in capsys.readouterr().err
 
 
 def test_a_directory_mirror_without_the_file_names_it(tmp_path, tiny, models_dir):
@@ -217,21 +221,16 @@ def test_ensure_model_of_a_missing_path_names_it(tmp_path):
 
 
 def test_ensure_model_fetches_once_then_uses_the_verified_file(tiny, models_dir, tmp_path):
-    path = models.ensure_model(TINY, models_dir)  # from $EDGEKNN_MODEL_MIRROR
+    path = models.ensure_model(TINY, models_dir, mirror=str(MODELS))
     assert models.verify(path, tiny.sha256)
     # A second call must not download: a mirror that has nothing would fail it.
     assert models.ensure_model(TINY, models_dir, mirror=str(tmp_path / "nothing")) == path
 
 
-def test_ensure_model_defaults_to_the_models_dir_from_the_environment(tiny, monkeypatch, tmp_path):
-    monkeypatch.setenv("EDGEKNN_MODELS_DIR", str(tmp_path / "env-models"))
-    assert models.ensure_model(TINY) == tmp_path / "env-models" / tiny.file
-
-
 def test_ensure_model_replaces_a_corrupted_file(tiny, models_dir):
     models_dir.mkdir()
     (models_dir / tiny.file).write_bytes(b"not a model")
-    path = models.ensure_model(TINY, models_dir)
+    path = models.ensure_model(TINY, models_dir, mirror=str(MODELS))
     assert models.verify(path, tiny.sha256)
     assert _listing(models_dir) == [tiny.file]
 
@@ -254,7 +253,7 @@ def test_select_adds_the_labels_a_model_names(manifest):
     assert [i.name for i in models.select(manifest, ["mobilenet_v2"])] == [
         "mobilenet_v2", "imagenet_labels"]
     assert {i.kind for i in models.select(manifest, kind="embedder")} == {"embedder"}
-    assert len(models.select(manifest)) == len(manifest)
+    assert len(models.select(manifest)) == len([i for i in manifest.values() if not i.parts])
 
 
 # --------------------------------------------------------------------------- CLI
@@ -291,7 +290,7 @@ def test_cli_fetch_by_name_over_http(capsys, web, tiny, models_dir):
 
 def test_cli_fetch_by_kind_from_the_environment_mirror(models_dir, manifest):
     assert main(["models", "fetch", "--kind", "embedder", "--models-dir", str(models_dir)]) == 0
-    expected = {i.file for i in manifest.values() if i.kind == "embedder"}
+    expected = {i.file for i in manifest.values() if i.kind == "embedder" and not i.parts}
     assert set(_listing(models_dir)) == expected
 
 

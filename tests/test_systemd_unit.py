@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from edgeknn.config import ENV_OVERRIDES, Config
+
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "edgeknn.service"
 EXECUTABLE = "/opt/edgeknn/venv/bin/edgeknn"
 
@@ -64,12 +66,15 @@ def test_unit_runs_the_daemon_with_the_system_config():
     assert exec_start.split() == [EXECUTABLE, "run", "--config", "/etc/edgeknn/config.toml"]
 
 
-def test_unit_keeps_the_store_and_models_in_its_state_directory():
+def test_unit_keeps_the_store_and_models_where_the_config_file_says():
     service = service_section()
     assert service["StateDirectory"] == ["edgeknn"]
+    defaults = Config.default()
+    assert defaults.store.path.parent == defaults.models.dir.parent == Path("/var/lib/edgeknn")
+    # the environment wins over the file, so the unit sets none of the variables that override it
     environment = dict(assignment.split("=", 1) for line in service["Environment"] for assignment in line.split())
-    assert environment["EDGEKNN_STORE"].startswith("/var/lib/edgeknn/")
-    assert environment["EDGEKNN_MODELS_DIR"].startswith("/var/lib/edgeknn/")
+    overridden = ["/".join(key) for var, key in ENV_OVERRIDES.items() if var in environment]
+    assert overridden == []
 
 
 def test_unit_names_no_supplementary_group_that_may_not_exist():

@@ -226,11 +226,6 @@ def test_the_default_target_applies_when_a_command_names_none(embedder, store, s
     assert embedder.seen[0].shape[:2] == (16, 16)
 
 
-def test_an_unknown_target_names_the_choices(teacher):
-    with pytest.raises(EdgeKnnError, match="frame, largest_object"):
-        teacher.add("cat", image=image(1), target="face")
-
-
 # ----- snapshot and buttons ------------------------------------------------------------------
 
 

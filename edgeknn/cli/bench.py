@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from edgeknn.cli.flags import MODELS_DIR, add_flags, load_config
 from edgeknn.vision.runtime import ACCELERATORS
 
 EPILOG = """examples:
@@ -55,8 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "and add throughput.",
         epilog=STORE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    s.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000], metavar="N",
-                   help="store sizes to measure, in examples (default: 1000 10000 100000)")
+    s.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10_000, 100_000], metavar="N",
+                   help="store sizes to measure, in examples (default: 100 1000 10000 100000)")
     s.add_argument("--dim", type=int, default=1024,
                    help="embedding dimension (default: 1024, MobileNet v1's)")
     s.add_argument("--dir", type=Path, default=None,
@@ -79,9 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="run the detector on every N-th frame, as detector.every_n_frames (default: 1)")
     p.add_argument("--detector-accelerator", choices=ACCELERATORS, default="auto",
                    help="where the detector runs; cpu keeps the Edge TPU for the embedder (default: auto)")
-    p.add_argument("--models-dir", type=Path, default=None, metavar="DIR",
-                   help="where models live, fetched there if missing "
-                   "(default: $EDGEKNN_MODELS_DIR, else ~/.local/share/edgeknn/models)")
+    add_flags(p, MODELS_DIR)
     p.add_argument("--json", action="store_true", help="print the results as one JSON object")
     p.set_defaults(func=bench_pipeline)
     register_reliability(kinds)
@@ -110,9 +109,7 @@ PRAGMA integrity_check ok.
 def _daemon_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=Path, default=None, metavar="DIR",
                    help="images to replay and upload (default: ../shared/data/images beside the repo)")
-    p.add_argument("--models-dir", type=Path, default=None, metavar="DIR",
-                   help="where models live, fetched there if missing "
-                   "(default: $EDGEKNN_MODELS_DIR, else ~/.local/share/edgeknn/models)")
+    add_flags(p, MODELS_DIR)
     p.add_argument("--json", action="store_true", help="print the results as one JSON object")
 
 
@@ -142,15 +139,13 @@ def register_reliability(kinds: argparse._SubParsersAction) -> None:
 
 
 def _replay_source(args: argparse.Namespace) -> tuple[Path, Path, str]:
-    import os
-
     from edgeknn.errors import EdgeKnnError
-    from edgeknn.paths import default_models_dir
 
     frames = args.frames or Path(__file__).resolve().parents[2].parent / "shared/data/images"
     if not frames.is_dir():
         raise EdgeKnnError(f"image folder {frames} does not exist; give one with --frames")
-    return frames, args.models_dir or default_models_dir(), os.environ.get("EDGEKNN_MODEL_MIRROR", "")
+    models = load_config(args).models
+    return frames, models.dir, models.mirror
 
 
 def bench_soak(args: argparse.Namespace) -> int:
@@ -210,14 +205,14 @@ def bench_store(args: argparse.Namespace) -> int:
 
 def bench_pipeline(args: argparse.Namespace) -> int:
     from edgeknn.errors import EdgeKnnError
-    from edgeknn.paths import default_models_dir
     from edgeknn.tools import bench_pipeline as bench
 
     frames = args.frames or Path(__file__).resolve().parents[2].parent / "shared/data/images/imprinting"
     if not frames.exists():
         raise EdgeKnnError(f"replay folder {frames} does not exist; give one with --frames")
+    models = load_config(args).models
     result = bench.run(frames, seconds=args.seconds, threads=args.threads, detector=args.detector,
                        detector_accelerator=args.detector_accelerator, detector_every=args.detector_every,
-                       models_dir=args.models_dir or default_models_dir())
+                       models_dir=models.dir, mirror=models.mirror or None)
     print(json.dumps(result) if args.json else bench.report(result))
     return 0

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from edgeknn.config import DEFAULT_PATH, Config, example_text, load_config
+from edgeknn.config import DEFAULT_PATH, ENV_OVERRIDES, Config, example_text, load_config
 from edgeknn.config.validate import expected, rule_of, shown, walk
 
 EPILOG = """examples:
@@ -22,7 +22,7 @@ CHECK_EPILOG = f"""examples:
   edgeknn config check ./config.toml
   EDGEKNN_MQTT_HOST=broker.lan edgeknn config check ./config.toml
 
-Environment overrides (EDGEKNN_MQTT_HOST, EDGEKNN_MQTT_PASSWORD) apply as in
+Environment overrides ({", ".join(ENV_OVERRIDES)}) apply as in
 `edgeknn run`.
 """
 

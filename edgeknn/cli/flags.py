@@ -13,9 +13,9 @@ gets the config's own message::
 
 Without a config file the keys keep their defaults, except the two paths: an
 interactive user's store and models live in their own data directory
-(``$EDGEKNN_STORE`` / ``$EDGEKNN_MODELS_DIR``, else ``~/.local/share/edgeknn``),
-not in the service's ``/var/lib/edgeknn``.  With one, those variables still
-win over the file, and a flag over both.
+(``~/.local/share/edgeknn``), not in the service's ``/var/lib/edgeknn``.  The
+environment variables of :data:`edgeknn.config.ENV_OVERRIDES` win over the
+file (or those defaults), and a flag over both, as in ``edgeknn run``.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class Flag:
     name: str
     key: str
     help: str = ""  # replaces the key's doc and default
-    default: Any = None
+    default: object = None
     metavar: str | None = None
 
     @property
@@ -108,10 +108,6 @@ def load_config(args: argparse.Namespace, env: Mapping[str, str] | None = None) 
     else:
         data, source = read_toml(path), str(path)
     overrides: dict[str, tuple[str, Any]] = {}
-    if path is not None:
-        for var, key in (("EDGEKNN_STORE", "store.path"), ("EDGEKNN_MODELS_DIR", "models.dir")):
-            if env.get(var):
-                overrides[key] = (f"${var}", env[var])
     for flag in getattr(args, FLAGS_DEST, ()):
         value = getattr(args, flag.dest)
         if value is not None:

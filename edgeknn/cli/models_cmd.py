@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from edgeknn.cli import features_cmd
 from edgeknn.cli.flags import MODELS_DIR, Flag, add_flags, load_config
 from edgeknn.vision import models
 
@@ -28,7 +29,8 @@ FETCH_EPILOG = """examples:
 
 Files already present and verified are skipped (use --force to download anyway).
 Each download is checked against the manifest's sha256 before it is kept.
-Without --mirror, $EDGEKNN_MODEL_MIRROR is used if set, else each model's URL.
+Without --mirror, $EDGEKNN_MODEL_MIRROR is used if set, else the config file's
+models.mirror, else each model's URL.
 """
 
 
@@ -140,9 +142,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                          help="manifest names (default: all); see: edgeknn models list")
     fetcher.add_argument("--kind", choices=models.KINDS, help="only models of this kind")
     add_flags(fetcher, [Flag("--mirror", "models.mirror", metavar="DIR_OR_URL",
-                             help="download from this directory or URL instead (default: the config "
-                             "file's models.mirror, else $EDGEKNN_MODEL_MIRROR, else each model's URL)")])
+                             help="download from this directory or URL instead (default: "
+                             "$EDGEKNN_MODEL_MIRROR, else the config file's models.mirror, "
+                             "else each model's URL)")])
     fetcher.add_argument("--force", action="store_true",
                          help="download even if a verified file is present")
     _add_models_dir(fetcher)
     fetcher.set_defaults(func=fetch_models)
+    features_cmd.add_action(actions)

@@ -14,16 +14,23 @@ All problems are collected, one per line, in a single :class:`ConfigError`.
 Validation does no I/O: whether files and devices exist is checked by the part
 that uses them, when it starts.
 
-Environment variables override two keys, so secrets and per-site hosts can
-stay out of the file (a systemd ``EnvironmentFile=``, say).  An empty variable
-counts as unset:
+Environment variables override a few keys, so secrets, per-site hosts and a
+user's own paths can stay out of the file (a systemd ``EnvironmentFile=``,
+say).  :data:`ENV_OVERRIDES` is the one table of them, applied here by
+:func:`parse_config`, so ``edgeknn run`` and every command read them alike.
+An empty variable counts as unset:
 
     EDGEKNN_MQTT_HOST      -> mqtt.host
     EDGEKNN_MQTT_PASSWORD  -> mqtt.password
+    EDGEKNN_STORE          -> store.path
+    EDGEKNN_MODELS_DIR     -> models.dir
+    EDGEKNN_MODEL_MIRROR   -> models.mirror
 
 Command-line flags override single keys the same way (``parse_config(...,
 flags={"classifier.k": ("--k", 5)})``, see :mod:`edgeknn.cli.flags`), and a bad
 value names its flag: ``classifier.k: expected an integer 1..100, got 0 (from --k)``.
+So a key's value is, first found: its flag, its environment variable, the
+config file, the default.
 """
 
 from __future__ import annotations
@@ -66,12 +73,14 @@ __all__ = [
 
 DEFAULT_PATH = Path("/etc/edgeknn/config.toml")
 
-# environment variable -> (table, key) it replaces
+# environment variable -> (table, key) it replaces; the only list of them (see the docstring)
 ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "EDGEKNN_MQTT_HOST": ("mqtt", "host"),
     "EDGEKNN_MQTT_PASSWORD": ("mqtt", "password"),
+    "EDGEKNN_STORE": ("store", "path"),
+    "EDGEKNN_MODELS_DIR": ("models", "dir"),
+    "EDGEKNN_MODEL_MIRROR": ("models", "mirror"),
 }
-
 
 def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
     """Read, parse and validate a config file; ``env`` defaults to ``os.environ``."""

@@ -103,7 +103,7 @@ class MqttClient:
         self._lock = threading.Lock()  # guards the outbox and the in-flight table
         self._outbox = Outbox(config.max_queued)
         self._in_flight: dict[int, Message] = {}  # mid -> message paho has not confirmed
-        self._confirmed: deque[tuple[int, Any]] = deque()  # (mid, reason) from on_publish
+        self._confirmed: deque[tuple[int, ReasonCode]] = deque()  # (mid, reason) from on_publish
         self._wake = threading.Event()  # the sender has work
         self._session = 0  # connects so far; the sender notices a new one
         self._sender_session = 0
@@ -305,8 +305,8 @@ class MqttClient:
     # -- paho callbacks (on paho's network thread; they must never raise) -----
     # on_publish runs with paho's locks held: it only records and wakes the sender.
 
-    def _handle_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any,
-                        properties: Any) -> None:
+    def _handle_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: ReasonCode,
+                        properties: Properties | None) -> None:
         self._confirmed.append((mid, reason_code))
         self._wake.set()
 
@@ -348,7 +348,7 @@ class MqttClient:
                                                tls=self._config.tls.enabled))
 
     def _handle_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
-                          reason_codes: list[Any], properties: Any) -> None:
+                          reason_codes: list[ReasonCode], properties: Properties | None) -> None:
         for reason in reason_codes:
             if reason.is_failure:
                 self._problems.warn(name.refused_subscription(self._topics.cmd_wildcard, reason))

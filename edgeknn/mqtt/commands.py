@@ -325,7 +325,7 @@ def dispatch(command: Command, target: CommandTarget) -> Reply:
 RESERVED = frozenset({"id", "cmd", "ok", "error"})
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: object) -> object:
     """numpy scalars and arrays (as a store may return) as JSON-ready values."""
     if isinstance(value, np.generic):
         return value.item()
@@ -347,7 +347,7 @@ def result_payload(verb: str, request_id: RequestId, ok: bool, /, error: str | N
     body: dict[str, Any] = {"id": request_id, "cmd": verb, "ok": bool(ok)}
     if error is not None:
         body["error"] = error
-    body.update(_plain(result))
+    body.update({key: _plain(value) for key, value in result.items()})
     return to_json(body)
 
 

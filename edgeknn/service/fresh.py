@@ -11,18 +11,11 @@ it is.
 from __future__ import annotations
 
 import time
-from typing import Protocol
 
 from edgeknn.errors import CameraError
 from edgeknn.results import Frame
+from edgeknn.service.engine import FrameSource
 from edgeknn.service.health import Clock
-
-
-class FrameSource(Protocol):
-    @property
-    def latest(self) -> Frame | None: ...
-
-    def newer_than(self, index: int, timeout: float) -> Frame | None: ...
 
 
 class FreshFrames:

@@ -17,7 +17,7 @@ import numpy as np
 
 from edgeknn.errors import CameraError, EdgeKnnError
 from edgeknn.images import crop_region, encode_jpeg
-from edgeknn.mqtt.commands import TARGETS, Reply
+from edgeknn.mqtt.commands import Reply
 from edgeknn.results import Frame
 from edgeknn.service.detection_stage import largest
 from edgeknn.service.engine import Engine, FrameSource
@@ -64,7 +64,10 @@ class Teacher:
             else:
                 images = [self._target_region(f.image, target) for f in self._next_frames(count)]
                 source = "camera"
-            examples = [make_example(label, img, self._engine.embed(img), source) for img in images]
+            examples = []
+            for img in images:
+                embedding, mirror = self._engine.embed_views(img)  # mirror only with views = mirror
+                examples.append(make_example(label, img, embedding, source, mirror))
             ids = self._engine.store.add_many(examples)
         counts = self._changed()
         log.info("taught %d example(s) of %r (%s, %s)", len(ids), label, source, target)
@@ -125,8 +128,7 @@ class Teacher:
     def _target_region(self, image: np.ndarray, target: str) -> np.ndarray:
         if target == "frame":
             return image
-        if target != "largest_object":
-            raise EdgeKnnError(f"target {target!r} is not one of {', '.join(TARGETS)}")
+        # "largest_object", the other of TARGETS (the config and the MQTT command allow no third)
         if self._engine.detector is None:
             raise EdgeKnnError("target largest_object needs the detector: set [detector] enabled = true")
         best = largest(self._engine.detect(image))

@@ -216,7 +216,10 @@ def _pass(frames: Path, store: Path, *, raw: float, seconds: float, threads: int
     daemon.start()
     teach_every_frame(daemon, frames)
     listener = LatencyListener(broker.host, broker.port, daemon.topics.prediction)
-    viewer = Subprocess("stream", daemon.web.url + "/stream.mjpeg") if stream_client else None
+    viewer = None
+    if stream_client:
+        assert daemon.web is not None, "the web server did not start"
+        viewer = Subprocess("stream", daemon.web.url + "/stream.mjpeg")
     try:
         assert daemon.engine is not None and daemon.processor is not None
         time.sleep(1.0)  # warm-up: caches, threads, first connections

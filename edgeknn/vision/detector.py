@@ -37,10 +37,11 @@ from pathlib import Path
 from typing import Any, TypedDict, Unpack
 
 import numpy as np
+import numpy.typing as npt
 
 from edgeknn.boxes import model_box_to_frame
 from edgeknn.errors import DetectorError
-from edgeknn.images import RESIZE_POLICIES, Crop, as_rgb, fit
+from edgeknn.images import Crop, as_rgb, fit
 from edgeknn.results import Detection
 from edgeknn.vision.labelmap import LabelMap, read_labels
 from edgeknn.vision.runtime import OpenedModel, open_interpreter
@@ -226,7 +227,7 @@ def _int_or_none(value: object) -> int | None:
     return int(value) if isinstance(value, int | float) else None
 
 
-def input_array(image: np.ndarray, dtype: Any) -> np.ndarray:
+def input_array(image: np.ndarray, dtype: npt.DTypeLike) -> np.ndarray:
     """Turn an RGB uint8 image of the input size into the input tensor's values.
 
     Quantized inputs take raw pixels: the input's scale and zero point map
@@ -316,12 +317,6 @@ class Detector:
         self.opened = opened
         self.labels = labels
         name = opened.path.name
-        if not 0.0 <= threshold <= 1.0:
-            raise DetectorError(f"detector threshold {threshold} must lie in 0..1")
-        if max_detections is not None and max_detections < 1:
-            raise DetectorError(f"detector max_detections {max_detections} must be at least 1")
-        if resize not in RESIZE_POLICIES:
-            raise DetectorError(f"detector resize {resize!r} is not one of {RESIZE_POLICIES}")
         self.threshold, self.max_detections, self.resize = threshold, max_detections, resize
         self.allow = frozenset(allow) if allow is not None else None
         unknown = sorted(self.allow - labels.labels) if self.allow is not None else []

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from edgeknn.errors import ModelError
-from edgeknn.images import RESIZE_POLICIES, as_rgb, fit, load_image
+from edgeknn.features import RAW, FeatureTransform
+from edgeknn.images import as_rgb, fit, load_image
 from edgeknn.vision.runtime import OpenedModel, open_interpreter
 
 # The normalisation MobileNet (and most Coral classifiers) were trained with.
@@ -58,7 +59,13 @@ class EmbedderInfo:
     dim: int
     input_size: tuple[int, int]  # width, height
     backend: str
-    fingerprint: str
+    fingerprint: str  # of the raw embeddings: what a store checks
+    features: FeatureTransform = RAW  # applied before the few-shot head
+
+    @property
+    def head_fingerprint(self) -> str:
+        """What a fitted head depends on: the raw embeddings and the feature transform."""
+        return f"{self.fingerprint}+{self.features.id}"
 
 
 class Embedder:
@@ -72,9 +79,8 @@ class Embedder:
         fingerprint_sha256: str,
         embedding_tensor: str | None = None,
         resize: str = "center-crop",
+        features: FeatureTransform = RAW,
     ) -> None:
-        if resize not in RESIZE_POLICIES:
-            raise ModelError(f"resize policy {resize!r} is not one of {', '.join(RESIZE_POLICIES)}")
         self._interp = opened.interpreter
         self._resize = resize
         inp = self._interp.get_input_details()[0]
@@ -93,6 +99,7 @@ class Embedder:
             input_size=(w, h),
             backend=opened.backend,
             fingerprint=fingerprint_of(fingerprint_sha256, out["name"]),
+            features=features,
         )
 
     def _find_tensor(self, opened: OpenedModel, name: str | None) -> dict:
@@ -156,6 +163,7 @@ def open_embedder(
     device: str | None = None,
     threads: int | None = None,
     resize: str = "center-crop",
+    features: FeatureTransform = RAW,
 ) -> Embedder:
     """Open an embedder.  Its fingerprint is the CPU model's hash, so a store taught
     on the Edge TPU stays usable on the CPU (the two are one network compiled twice)."""
@@ -175,4 +183,5 @@ def open_embedder(
         fingerprint_sha256=file_sha256(cpu_model),
         embedding_tensor=embedding_tensor,
         resize=resize,
+        features=features,
     )

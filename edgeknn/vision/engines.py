@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Unpack
 
+from edgeknn.features import RAW
 from edgeknn.vision import models
 from edgeknn.vision.embedder import Embedder, open_embedder
 
@@ -49,11 +50,20 @@ def build_embedder(
     mirror: str | None = None,
 ) -> Embedder:
     name = model or models.default_model("embedder").name
+    manifest = models.load_manifest()
+    if name in manifest and manifest[name].parts and not models.looks_like_path(name):
+        from edgeknn.vision.concat import ConcatEmbedder
+
+        parts = [build_embedder(part, accelerator=accelerator, device=device, threads=threads,
+                                resize=resize, models_dir=models_dir, mirror=mirror)
+                 for part in manifest[name].parts]
+        return ConcatEmbedder(parts, features=manifest[name].features, resize=resize)
     cpu_path, tpu_path, info = _variants(name, edgetpu_model, accelerator, models_dir, mirror)
     tensor = embedding_tensor or (info.embedding_tensor if info else None)
     return open_embedder(
         cpu_path, edgetpu_model=tpu_path, embedding_tensor=tensor, accelerator=accelerator,
         device=device or None, threads=threads or None, resize=resize,
+        features=info.features if info and tensor == info.embedding_tensor else RAW,
     )
 
 

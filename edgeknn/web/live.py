@@ -11,10 +11,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from edgeknn.mqtt.payloads import Stats, detection_dict, prediction_dict, rounded
 from edgeknn.results import Detection, Prediction
+
+if TYPE_CHECKING:
+    from edgeknn.service.pipeline import Processed
 
 HEALTHY_WITHIN = 5.0  # seconds: /healthz is 200 only if a frame was processed this recently
 
@@ -32,7 +35,7 @@ class Status:
     stats: Stats
     frames_processed: int
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         s = self.stats
         return {
             "version": self.version, "device": self.device, "backend": self.backend,
@@ -54,7 +57,7 @@ class Moment:
     detections: tuple[Detection, ...]
     processed_at: float  # monotonic
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         body = prediction_dict(self.prediction)
         body["frame"] = self.frame
         body["detections"] = [detection_dict(d) for d in self.detections]
@@ -75,8 +78,8 @@ class LiveView:
         self._moment: Moment | None = None
         self._seq = 0
 
-    def on_frame(self, done: Any) -> None:
-        """The processing loop's hook (``done`` is a pipeline.Processed)."""
+    def on_frame(self, done: Processed) -> None:
+        """The processing loop's hook."""
         if self._observe is not None:
             self._observe(done.inference_ms)
         found = tuple(self._detections()) if self._detections is not None else ()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from edgeknn.config import WebConfig
 from edgeknn.mqtt.commands import CommandTarget
@@ -15,11 +15,14 @@ from edgeknn.web.live import LiveView, Status
 from edgeknn.web.metrics import Metrics
 from edgeknn.web.server import WebServer
 
+if TYPE_CHECKING:
+    from edgeknn.service.engine import FrameSource
+
 
 class WebSite:
     """The web server with everything it serves; ``frames`` is the pipeline's FrameSlot."""
 
-    def __init__(self, config: WebConfig, *, target: CommandTarget, store: Store, frames: Any,
+    def __init__(self, config: WebConfig, *, target: CommandTarget, store: Store, frames: FrameSource,
                  status: Callable[[], Status], detections: Callable[[], list[Detection]] | None,
                  hold_time: float, record_rate: float) -> None:
         self.metrics = Metrics(status, store.counts)
