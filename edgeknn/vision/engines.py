@@ -7,14 +7,14 @@ the config and on the command line mean the same thing.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Unpack
+from typing import TYPE_CHECKING
 
 from edgeknn.vision import models
 from edgeknn.vision.embedder import Embedder, open_embedder
 
 if TYPE_CHECKING:
     from edgeknn.config import DetectorConfig, EmbedderConfig, ModelsConfig
-    from edgeknn.vision.detector import Detector, DetectorOptions
+    from edgeknn.vision.detector import Detector
 
 
 def _variants(
@@ -36,77 +36,41 @@ def _variants(
     return cpu_path, tpu_path, info
 
 
-def build_embedder(
-    model: str | None = None,
-    *,
-    edgetpu_model: str | None = None,
-    embedding_tensor: str | None = None,
-    accelerator: str = "auto",
-    device: str | None = None,
-    threads: int = 0,
-    resize: str = "center-crop",
-    models_dir: Path | None = None,
-    mirror: str | None = None,
-) -> Embedder:
-    name = model or models.default_model("embedder").name
-    cpu_path, tpu_path, info = _variants(name, edgetpu_model, accelerator, models_dir, mirror)
-    tensor = embedding_tensor or (info.embedding_tensor if info else None)
-    return open_embedder(
-        cpu_path, edgetpu_model=tpu_path, embedding_tensor=tensor, accelerator=accelerator,
-        device=device or None, threads=threads or None, resize=resize,
-    )
-
-
-def build_detector(
-    model: str | None = None,
-    *,
-    labels: str | None = None,
-    edgetpu_model: str | None = None,
-    accelerator: str = "auto",
-    device: str | None = None,
-    threads: int = 0,
-    models_dir: Path | None = None,
-    mirror: str | None = None,
-    **options: Unpack[DetectorOptions],
-) -> Detector:
-    """A detector by name or path, with its label file (from the manifest unless given);
-    ``options`` (threshold, max_detections, allow, resize) go to it."""
-    from edgeknn.vision.detector import open_detector
-
-    name = model or models.default_model("detector").name
-    cpu_path, tpu_path, info = _variants(name, edgetpu_model, accelerator, models_dir, mirror)
-    label_name = labels or (info.labels if info else None)
-    if not label_name:
-        from edgeknn.errors import DetectorError
-
-        raise DetectorError(f"detector {name}: no label file given and none in the manifest")
-    label_path = models.ensure_model(label_name, models_dir, mirror=mirror)
-    return open_detector(
-        cpu_path, label_path, edgetpu_model=tpu_path, accelerator=accelerator,
-        device=device or None, threads=threads or None, **options,
-    )
-
-
 def embedder_from_config(config: EmbedderConfig, models_config: ModelsConfig) -> Embedder:
     """The embedder an ``[embedder]`` section describes, its files kept as ``[models]`` says.
 
     The daemon and every command build their embedder here, so a config key and
     the flag that overrides it mean the same thing; "" in the config is "none".
+    Code without a config file passes a section built from the schema's
+    defaults (``EmbedderConfig(threads=1)``), so there is one set of them.
     """
-    return build_embedder(
-        config.model, edgetpu_model=config.edgetpu_model or None,
-        embedding_tensor=config.embedding_tensor or None, accelerator=config.accelerator,
-        device=config.device, threads=config.threads, resize=config.resize,
-        models_dir=models_config.dir, mirror=models_config.mirror or None,
+    mirror = models_config.mirror or None
+    cpu_path, tpu_path, info = _variants(config.model, config.edgetpu_model or None, config.accelerator,
+                                         models_config.dir, mirror)
+    tensor = config.embedding_tensor or (info.embedding_tensor if info else None)
+    return open_embedder(
+        cpu_path, edgetpu_model=tpu_path, embedding_tensor=tensor, accelerator=config.accelerator,
+        device=config.device or None, threads=config.threads or None, resize=config.resize,
     )
 
 
 def detector_from_config(config: DetectorConfig, models_config: ModelsConfig) -> Detector:
-    """The detector a ``[detector]`` section describes, as above."""
-    return build_detector(
-        config.model, labels=config.labels or None, edgetpu_model=config.edgetpu_model or None,
-        accelerator=config.accelerator, device=config.device, threads=config.threads,
-        models_dir=models_config.dir, mirror=models_config.mirror or None,
+    """The detector a ``[detector]`` section describes, as above, with its label file (from the
+    manifest unless ``labels`` names one)."""
+    from edgeknn.vision.detector import open_detector
+
+    mirror = models_config.mirror or None
+    cpu_path, tpu_path, info = _variants(config.model, config.edgetpu_model or None, config.accelerator,
+                                         models_config.dir, mirror)
+    label_name = config.labels or (info.labels if info else None)
+    if not label_name:
+        from edgeknn.errors import DetectorError
+
+        raise DetectorError(f"detector {config.model}: no label file given and none in the manifest")
+    label_path = models.ensure_model(label_name, models_config.dir, mirror=mirror)
+    return open_detector(
+        cpu_path, label_path, edgetpu_model=tpu_path, accelerator=config.accelerator,
+        device=config.device or None, threads=config.threads or None,
         threshold=config.threshold, max_detections=config.max_detections,
         allow=frozenset(config.allow) or None, resize=config.resize,
     )
