@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import IMAGES, MODELS
 
-from edgeknn.config import ClassifierConfig, MqttQosConfig
+from edgeknn.config import ClassifierConfig, DetectorConfig, MqttQosConfig
 from edgeknn.errors import DetectorError
 from edgeknn.images import load_image
 from edgeknn.mqtt import RecordingPublisher
@@ -88,7 +88,8 @@ def engine(embedder, store, detector):
 
 
 def stage(engine, published, clock, **options) -> DetectionStage:
-    return DetectionStage(engine, Announcer(published, TOPICS, MqttQosConfig()), clock=clock, **options)
+    return DetectionStage(engine, Announcer(published, TOPICS, MqttQosConfig()), DetectorConfig(**options),
+                          clock=clock)
 
 
 def messages(published) -> list[dict]:
@@ -128,7 +129,7 @@ def test_the_stage_reports_its_share_of_the_loop_on_the_given_clock(engine, publ
         clock.advance(0.01)
         return clock()
 
-    s = DetectionStage(engine, Announcer(published, TOPICS, MqttQosConfig()), clock=ticking)
+    s = DetectionStage(engine, Announcer(published, TOPICS, MqttQosConfig()), DetectorConfig(), clock=ticking)
     s.on_frame(processed(picture()))
     s.on_frame(processed(picture()))
     assert s.runs == 2 and s.seconds == pytest.approx(0.02)

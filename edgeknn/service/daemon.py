@@ -122,10 +122,7 @@ class Daemon:
         publisher = self._start_mqtt(mqtt_config(cfg, self.device))
         self.announcer = Announcer(publisher, self.topics, cfg.mqtt.qos)
         if d.enabled:
-            self.detection = DetectionStage(
-                self.engine, self.announcer, classify_objects=d.classify_objects,
-                every_n_frames=d.every_n_frames, max_rate=d.max_rate,
-            )
+            self.detection = DetectionStage(self.engine, self.announcer, d)
 
         teacher = self.teacher = Teacher(
             self.engine, self.slot, on_change=self._classes_changed,
