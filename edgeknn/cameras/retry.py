@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -64,8 +65,11 @@ def _ignore(ok: bool, message: str) -> None:
 class RetryingCamera:
     def __init__(
         self, camera: Camera, *, stop: threading.Event, on_state: OnState = _ignore,
-        backoff: Backoff | None = None,
+        backoff: Backoff | None = None, on_retry: Callable[[float], None] | None = None,
+        log_interval: float = 60.0,
     ) -> None:
+        """``on_retry(delay)`` is told before each wait to reopen; a recurring failure
+        is logged when it first happens and then at most every ``log_interval`` s."""
         self.camera = camera
         self.name = camera.name
         self.stop = stop
@@ -73,6 +77,10 @@ class RetryingCamera:
         self.backoff = backoff or Backoff()
         self.is_open = False
         self._is_ok: bool | None = None  # as last reported
+        self._on_retry = on_retry
+        self._log_interval = log_interval
+        self._logged: dict[str, float] = {}  # message -> when it was last logged
+        self._unlogged = 0
 
     def set_model_size(self, width: int, height: int) -> None:
         hint = getattr(self.camera, "set_model_size", None)
@@ -89,7 +97,9 @@ class RetryingCamera:
                 raise CameraStopped(f"{self.name}: stopped")
             if not self.is_open:
                 delay = self.backoff.next()
-                log.info("%s: reopening in %.1f s", self.name, delay)
+                if self._on_retry is not None:
+                    self._on_retry(delay)
+                log.debug("%s: reopening in %.1f s", self.name, delay)
                 if self.stop.wait(delay):
                     raise CameraStopped(f"{self.name}: stopped")
                 if not self._try_open():
@@ -123,13 +133,25 @@ class RetryingCamera:
         return True
 
     def _fail(self, message: str) -> None:
-        log.warning("%s", message)
+        self._warn(message)
         self.is_open = False
+        # Reported before closing: closing a stalled camera may itself hang.
+        self._report(False, message)
         try:
             self.camera.close()
         except CameraError as exc:
             log.debug("%s: close after failure: %s", self.name, exc)
-        self._report(False, message)
+
+    def _warn(self, message: str) -> None:
+        # One bad file in a replay folder fails every few frames: say so once a
+        # minute with a count, not at every failure.
+        now = time.monotonic()
+        if now - self._logged.get(message, float("-inf")) < self._log_interval:
+            self._unlogged += 1
+            return
+        self._logged[message] = now
+        more, self._unlogged = self._unlogged, 0
+        log.warning("%s%s", message, f" ({more} more failures since the last report)" if more else "")
 
     def _report(self, ok: bool, message: str) -> None:
         # Only changes: a camera that stays unplugged is reported once (with the

@@ -56,8 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "and add throughput.",
         epilog=STORE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    s.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000], metavar="N",
-                   help="store sizes to measure, in examples (default: 1000 10000 100000)")
+    s.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10_000, 100_000], metavar="N",
+                   help="store sizes to measure, in examples (default: 100 1000 10000 100000)")
     s.add_argument("--dim", type=int, default=1024,
                    help="embedding dimension (default: 1024, MobileNet v1's)")
     s.add_argument("--dir", type=Path, default=None,

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Literal
 
 from edgeknn.cli.flags import MODELS_DIR, add_flags, load_config
+from edgeknn.config import ClassifierConfig
 from edgeknn.errors import InterpreterMissing, ModelError
+from edgeknn.head import VIEW_COST, views_in_effect
 from edgeknn.vision import edgetpu_info, models, runtime
 from edgeknn.vision.edgetpu_info import DelegateProbe, EdgeTpuDevice
 
@@ -56,6 +58,7 @@ class Report:
     models_dir: str
     models: tuple[ModelCheck, ...]
     findings: tuple[Finding, ...] = field(default=())
+    classifier: dict[str, str] = field(default_factory=dict)  # what the config puts in effect here
 
     @property
     def is_usable(self) -> bool:
@@ -80,6 +83,7 @@ def collect(
     probe: Callable[[], DelegateProbe] = edgetpu_info.probe_delegate,
     package: Callable[[], tuple[str, str] | None] = edgetpu_info.libedgetpu_package,
     manifest: dict[str, models.ModelInfo] | None = None,
+    classifier: ClassifierConfig | None = None,
 ) -> Report:
     """Look at everything, in the order a user would debug it; judge at the end."""
     findings: list[Finding] = []
@@ -118,7 +122,18 @@ def collect(
                                     "yet; it is downloaded on first use, or now with: "
                                     "edgeknn models fetch"))
     return Report(interpreter, devices, libedgetpu, delegate, pairing, str(models_dir),
-                  tuple(checks), tuple(findings))
+                  tuple(checks), tuple(findings),
+                  _classifier(manifest, classifier or ClassifierConfig(), delegate.is_loaded))
+
+
+def _classifier(manifest: dict[str, models.ModelInfo], config: ClassifierConfig,
+                on_edgetpu: bool) -> dict[str, str]:
+    """The configured classifier, the default embedder's feature transform and the views
+    in effect on this machine, with their cost."""
+    embedder = next((i for i in manifest.values() if i.kind == "embedder" and i.default), None)
+    views = views_in_effect(config.views, "edgetpu" if on_edgetpu else "cpu")
+    return {"method": config.method, "features": embedder.features.id if embedder else "pow1",
+            "views_setting": config.views, "views": views, "views_cost": VIEW_COST[views]}
 
 
 def _judge_edgetpu(
@@ -176,6 +191,10 @@ def render(report: Report) -> str:
     width = max((len(m.name) for m in report.models), default=0)
     for check in report.models:
         lines.append(f"    {check.name:<{width}}  {check.status}")
+    c = report.classifier
+    if c:
+        lines.append(f"  classifier   {c['method']}, features {c['features']}; views = {c['views_setting']} "
+                     f"means {c['views']} here ({c['views_cost']})")
     for finding in report.findings:
         lines.append(f"{finding.level.upper()}: {finding.message}")
     verdict = (f"usable on the {'Edge TPU' if report.backend == 'edgetpu' else 'CPU'}"
@@ -185,7 +204,9 @@ def render(report: Report) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    report = collect(load_config(args).models.dir, sys_root=Path(args.sys_root), dev_root=Path(args.dev_root))
+    config = load_config(args)
+    report = collect(config.models.dir, sys_root=Path(args.sys_root), dev_root=Path(args.dev_root),
+                     classifier=config.classifier)
     if args.json:
         json.dump(report.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")

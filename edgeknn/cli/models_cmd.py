@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from edgeknn.cli import features_cmd
 from edgeknn.cli.flags import MODELS_DIR, Flag, add_flags, load_config
 from edgeknn.vision import models
 
@@ -148,3 +149,4 @@ def register(sub: argparse._SubParsersAction) -> None:
                          help="download even if a verified file is present")
     _add_models_dir(fetcher)
     fetcher.set_defaults(func=fetch_models)
+    features_cmd.add_action(actions)

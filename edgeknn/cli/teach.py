@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from edgeknn.cli.common import (
     Progress,
     add_classifier_args,
@@ -18,6 +20,7 @@ from edgeknn.cli.common import (
 from edgeknn.cli.flags import load_config
 from edgeknn.dataset import load_dataset
 from edgeknn.errors import EdgeKnnError, ImageError, StoreError
+from edgeknn.head import fit_head
 from edgeknn.images import load_image
 from edgeknn.mqtt.payloads import prediction_dict
 from edgeknn.store import NewExample, Store, make_example
@@ -123,6 +126,10 @@ def predict(args: argparse.Namespace) -> int:
         if not len(store):
             raise StoreError(f"store {store.path} is empty; teach it first: edgeknn teach DIR")
         store.bind(embedder.info.fingerprint, embedder.info.dim)
+        features, head = embedder.info.features, None
+        if config.classifier.method == "logreg":  # fit the head once, here, before the first image
+            raw, labels, version = store.snapshot()
+            head = fit_head(raw.astype(np.float32), labels, features, version)
         for path in args.images:
             try:
                 embedding = embedder.embed_file(path)
@@ -130,7 +137,7 @@ def predict(args: argparse.Namespace) -> int:
                 print(f"edgeknn: error: {exc}", file=sys.stderr)
                 failures += 1
                 continue
-            pred = store.predict(embedding, config.classifier)
+            pred = store.predict(embedding, config.classifier, head=head, features=features)
             if args.json:
                 print(json.dumps({"image": str(path), **prediction_dict(pred)}), flush=True)
             else:

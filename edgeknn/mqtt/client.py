@@ -192,7 +192,9 @@ class MqttClient:
                          threading.Thread(target=self._run_sender, name="mqtt-sender", daemon=True)]
         for thread in self._threads:
             thread.start()
-        persistent = bool(s.client_id) and s.session_expiry > 0
+        # A client that takes no commands (edgeknn ha remove) neither subscribes to
+        # them nor keeps a session: the device alone answers, once.
+        persistent = bool(s.client_id) and s.session_expiry > 0 and self._handler is not None
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = s.session_expiry if persistent else 0
         client.connect_async(s.host, s.port, keepalive=s.keepalive, clean_start=not persistent,
@@ -325,7 +327,8 @@ class MqttClient:
         options = SubscribeOptions(qos=self._config.qos.commands, noLocal=True,
                                    retainAsPublished=True,
                                    retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
-        client.subscribe(self._topics.cmd_wildcard, options=options)
+        if self._handler is not None:
+            client.subscribe(self._topics.cmd_wildcard, options=options)
         for topic in self._watched:  # without noLocal: our own retained config is read back too
             client.subscribe(topic, options=SubscribeOptions(qos=self._config.qos.commands))
         if self._announce_status:

@@ -34,7 +34,6 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from edgeknn import __version__
 from edgeknn.labels import LABEL_PATTERN, MAX_LABEL_LENGTH
@@ -121,9 +120,9 @@ class _Components:
     def __init__(self, device: DeviceDescription) -> None:
         self._device = device
         self._entity_prefix = slug(device.name) or slug(device.node) or "edgeknn"
-        self.cmps: dict[str, dict[str, Any]] = {}
+        self.cmps: dict[str, dict[str, object]] = {}
 
-    def add(self, key: str, platform: str, name: str, entity_slug: str, **options: Any) -> None:
+    def add(self, key: str, platform: str, name: str, entity_slug: str, **options: object) -> None:
         self.cmps[key] = {
             "p": platform,
             "name": name,
@@ -134,14 +133,14 @@ class _Components:
 
 
 def device_config(device: DeviceDescription, topics: Topics, classes: Sequence[ClassEntry],
-                  removed: Iterable[int] = ()) -> dict[str, Any]:
+                  removed: Iterable[int] = ()) -> dict[str, object]:
     """The whole discovery config; ``removed`` class ids get ``{"p": ...}`` stubs."""
     labels = [c.label for c in sorted(classes, key=lambda c: c.id)]
     c = _Components(device)  # the device's own entities
     per_class = _Components(device)
     diagnostic = {"ent_cat": "diagnostic"}
 
-    sees: dict[str, Any] = {"icon": "mdi:eye"}
+    sees: dict[str, object] = {"icon": "mdi:eye"}
     if labels:  # Home Assistant refuses an empty options list
         sees.update(dev_cla="enum", ops=labels)
     c.add("sees", "sensor", "Sees", "sees", stat_t=topics.prediction,
@@ -192,7 +191,7 @@ def device_config(device: DeviceDescription, topics: Topics, classes: Sequence[C
              for class_id in sorted(set(removed) - {e.id for e in classes})
              for suffix, platform in CLASS_PLATFORMS.items()}
 
-    dev: dict[str, Any] = {"ids": [f"edgeknn_{device.node}"], "name": device.name, "mf": "edgeknn",
+    dev: dict[str, object] = {"ids": [f"edgeknn_{device.node}"], "name": device.name, "mf": "edgeknn",
                            "mdl": "Teachable camera", "sw": device.sw_version}
     if device.configuration_url:
         dev["cu"] = device.configuration_url

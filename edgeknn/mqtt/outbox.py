@@ -22,7 +22,10 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the outbox is pure; only its type names paho's
+    from paho.mqtt.properties import Properties
 
 MAX_REPLIES = 10_000
 BULK_MAX_AGE = 5.0  # seconds: a prediction older than this is history, not news
@@ -40,7 +43,7 @@ class Message:
     payload: bytes
     qos: int
     retain: bool
-    properties: Any = None  # paho Properties (CorrelationData of a reply)
+    properties: Properties | None = None  # CorrelationData of a reply
     kind: Kind = Kind.BULK
     made: float = field(default=0.0, compare=False)
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edgeknn.mqtt import Publisher
 from edgeknn.mqtt.topics import Topics
@@ -39,6 +39,9 @@ class Stats:
     backend: str  # "edgetpu" or "cpu"
     store_size: int  # examples in the store
     uptime_s: float
+    # What classifies, as in effect: method, views and their cost, feature
+    # transform, and the head's rows and fit time (see Daemon.stats).
+    classifier: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,9 @@ class DeviceState:
     camera: str = "ok"  # "ok" or "failed: <reason>"
     backend: str = "cpu"
     broker_reconnects: int = 0
+    inference: str = "ok"  # "ok" or "failed: <reason>"
+    gpio: str = "ok"  # "ok", "off" (not configured) or "failed: <reason>"
+    status: str = "ok"  # "ok" or the first failed part: "camera: failed: <reason>"
 
 
 def to_json(obj: object) -> bytes:
@@ -108,12 +114,16 @@ def stats_payload(stats: Stats) -> bytes:
         "backend": stats.backend,
         "store_size": int(stats.store_size),
         "uptime_s": rounded(stats.uptime_s, 1),
+        **({"classifier": stats.classifier} if stats.classifier else {}),
     })
 
 
 def state_payload(state: DeviceState) -> bytes:
     return to_json({
+        "status": state.status,
         "camera": state.camera,
+        "inference": state.inference,
+        "gpio": state.gpio,
         "backend": state.backend,
         "broker_reconnects": int(state.broker_reconnects),
     })

@@ -17,28 +17,31 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeknn.cameras import Backoff, Camera, RetryingCamera, make_camera
-from edgeknn.config import Config, MqttConfig, load_config
-from edgeknn.errors import EdgeKnnError
+from edgeknn.config import Config, EmbedderConfig, ModelsConfig, MqttConfig, load_config
+from edgeknn.errors import ConfigError, EdgeKnnError
 from edgeknn.mqtt import NullPublisher, Publisher
 from edgeknn.mqtt.payloads import Announcer, DeviceState, Stats
 from edgeknn.mqtt.topics import Topics
 from edgeknn.results import Frame, Prediction
 from edgeknn.service import homeassistant
 from edgeknn.service.detection_stage import DetectionStage
-from edgeknn.service.engine import Engine
+from edgeknn.service.engine import Embeds, Engine
+from edgeknn.service.fresh import FreshFrames
+from edgeknn.service.health import Change, Health, HealthPolicy
 from edgeknn.service.pipeline import CaptureThread, FrameSlot, Processed, Processor
+from edgeknn.service.refit import Refitter
 from edgeknn.service.systemd import Notifier
 from edgeknn.service.teacher import Teacher
 from edgeknn.store import Store
 from edgeknn.vision.engines import detector_from_config, embedder_from_config
 from edgeknn.web import page_url
 
-if TYPE_CHECKING:  # imported when used, so that paho and gpiozero load only if enabled
+if TYPE_CHECKING:  # imported when used, so that paho, gpiozero and starlette load only if enabled
     from edgeknn.gpio import ButtonPanel
     from edgeknn.mqtt.client import MqttClient
     from edgeknn.web.live import Status
@@ -58,28 +61,36 @@ def mqtt_config(config: Config, device: str) -> MqttConfig:
     return replace(config.mqtt, client_id=config.mqtt.client_id or f"edgeknn-{device}")
 
 
-@dataclass
-class Health:
-    """What the state topic says, updated from several threads."""
+def health_policy(config: Config) -> HealthPolicy:
+    """The health rules from the config; stall and age never shorter than a few frame periods."""
+    p, period = config.pipeline, 1.0 / config.camera.fps
+    return HealthPolicy(stall_after=max(p.stall_timeout, 3 * period),
+                        max_inference_failures=p.max_inference_failures,
+                        fps_window=p.stats_interval,
+                        retry_grace=max(10.0, 3 * period))
 
-    camera: str = "starting"
-    last_beat: float = field(default_factory=time.monotonic)
 
-    def beat(self) -> None:
-        self.last_beat = time.monotonic()
+def max_frame_age(config: Config) -> float:
+    return max(config.pipeline.max_frame_age, 2.0 / config.camera.fps)
+
+
+STATUS_INTERVAL = 5.0  # seconds between STATUS= updates while nothing changes
 
 
 class Daemon:
     """The running application.  ``pin_factory`` and ``camera`` are injectable for tests."""
 
     def __init__(self, config: Config, *, pin_factory: Any = None, camera: Camera | None = None,
-                 config_path: Path | None = None, notifier: Notifier | None = None) -> None:
+                 config_path: Path | None = None, notifier: Notifier | None = None,
+                 open_embedder: Callable[[EmbedderConfig, ModelsConfig], Embeds] = embedder_from_config) -> None:
         self.config = config
         self.config_path = config_path
         self.stop_event = threading.Event()
         self.reload_event = threading.Event()
         self.notifier = notifier or Notifier()
-        self.health = Health()
+        self.health = Health(health_policy(config))
+        self.fresh_frames: FreshFrames | None = None
+        self._open_embedder = open_embedder
         self.slot = FrameSlot()
         self.device = device_id(config)
         self.topics = Topics.for_device(self.device, config.mqtt.base_topic or None)
@@ -98,6 +109,7 @@ class Daemon:
         self.processor: Processor | None = None
         self.teacher: Teacher | None = None
         self.engine: Engine | None = None
+        self.refitter: Refitter | None = None
         self.detection: DetectionStage | None = None
         self.homeassistant: homeassistant.HomeAssistantLink | None = None
         self._processing: threading.Thread | None = None
@@ -108,7 +120,7 @@ class Daemon:
     def start(self) -> None:
         cfg = self.config
         store = self.store = Store.open(cfg.store.path)
-        embedder = embedder_from_config(cfg.embedder, cfg.models)
+        embedder = self._open_embedder(cfg.embedder, cfg.models)
         store.bind(embedder.info.fingerprint, embedder.info.dim)
         log.info("embedder %s on %s (%d-d); store %s with %d examples",
                  embedder.info.tensor, embedder.info.backend, embedder.info.dim, store.path, len(store))
@@ -117,15 +129,19 @@ class Daemon:
         if d.enabled:
             detector = detector_from_config(d, cfg.models)
             log.info("detector %s on %s", detector.opened.path.name, detector.opened.backend)
-        self.engine = Engine(embedder, store, cfg.classifier, detector)
+        # Always running, so a reload may switch to logreg; the class means answer until a fit lands.
+        self.refitter = Refitter(store, embedder.info.features)
+        self.refitter.start()
+        self.engine = Engine(embedder, store, cfg.classifier, detector, self.refitter)
 
         publisher = self._start_mqtt(mqtt_config(cfg, self.device))
         self.announcer = Announcer(publisher, self.topics, cfg.mqtt.qos)
         if d.enabled:
             self.detection = DetectionStage(self.engine, self.announcer, d)
 
+        self.fresh_frames = FreshFrames(self.slot, max_frame_age(cfg))
         teacher = self.teacher = Teacher(
-            self.engine, self.slot, on_change=self._classes_changed,
+            self.engine, self.fresh_frames, on_change=self._classes_changed,
             on_snapshot=self.announcer.snapshot, default_target=d.teach_target,
         )
         self.homeassistant = homeassistant.connect(
@@ -153,11 +169,12 @@ class Daemon:
             self.engine, classifier=cfg.classifier, pipeline=cfg.pipeline,
             announce=self._announce_prediction, after_frame=hooks,
         )
+        self.health.begin()
         self._processing = threading.Thread(target=self._process, name="processing", daemon=True)
         self._processing.start()
         self._start_web()
         self._announce_all()
-        self.notifier.ready(f"running on {self.backend}, {len(store)} examples")
+        self.notifier.ready(self.health.status_line(self.backend, len(store)))
 
     @property
     def backend(self) -> str:
@@ -187,7 +204,8 @@ class Daemon:
             c, self.engine.embedder.info.input_size, sleep=self.stop_event.wait
         )
         self.camera = RetryingCamera(source, stop=self.stop_event, on_state=self._camera_state,
-                                     backoff=Backoff(c.retry_initial, c.retry_max))
+                                     backoff=Backoff(c.retry_initial, c.retry_max),
+                                     on_retry=self.health.camera_retrying)
         self.capture = CaptureThread(self.camera, self.slot, self.stop_event)
         self.capture.start()
 
@@ -215,13 +233,25 @@ class Daemon:
         from edgeknn.web.live import Status
 
         mqtt = "disabled" if self.mqtt is None else "connected" if self.mqtt.is_connected else "disconnected"
-        return Status(__version__, self.device, self.backend, self.health.camera, mqtt,
+        return Status(__version__, self.device, self.backend, str(self.health.parts()["camera"]), mqtt,
                       self.detection is not None, self.stats(), self.processor.processed if self.processor else 0)
 
     def _start_gpio(self) -> None:
-        g = self.config.gpio
-        if not g.enabled:
+        """Buttons and LEDs; where they cannot work (no GPIO chip, no access) the service
+        runs on without them and says why on the state topic, rather than restart forever."""
+        if not self.config.gpio.enabled:
             return
+        try:
+            self._open_panel()
+        except ConfigError:
+            raise  # a mistake in the config: fix it, a restart will not
+        except Exception as exc:
+            reason = str(exc) or type(exc).__name__
+            self.health.gpio_failed(reason)
+            log.error("gpio: failed: %s; running without buttons and LEDs (MQTT commands still work)", reason)
+
+    def _open_panel(self) -> None:
+        g = self.config.gpio
         from edgeknn.gpio import ButtonPanel, open_pin_factory
 
         factory = self._pin_factory
@@ -236,7 +266,7 @@ class Daemon:
     def _process(self) -> None:
         assert self.processor is not None
         try:
-            self.processor.run(self.slot, self.stop_event, self.health.beat)
+            self.processor.run(self.slot, self.stop_event, self.health)
         except Exception as exc:  # a bug: log it and stop with a failure, so systemd restarts us
             log.exception("processing loop crashed")
             self.failure = f"processing loop crashed: {exc}"
@@ -260,19 +290,71 @@ class Daemon:
             self.announcer.classes(counts)
         if self.processor is not None:
             self.processor.reset()
+        self._refresh_status()
 
     def _camera_state(self, ok: bool, message: str) -> None:
-        self.health.camera = "ok" if ok else f"failed: {message}"
-        (log.info if ok else log.error)("camera: %s", message)
-        if not ok and self.panel is not None:
-            self.panel.show_error()
-        self._announce_state()
+        """From the camera's thread: a failure counts at once; whether the state topic
+        says so is health's decision, taken on the main thread (:meth:`_check_health`)."""
+        if not ok:
+            self.health.camera_failed(message)
+
+    def _check_health(self) -> None:
+        """Once a tick on the main thread: the camera's last frame, state changes, the model."""
+        latest = self.slot.latest
+        if latest is not None:
+            self.health.frame_arrived(latest.captured)
+        changes = self.health.update()
+        for change in changes:
+            self._log_change(change)
+        if changes:
+            self._announce_state()
+            self._refresh_status()
+        why = self.health.inference_exhausted()
+        if why is not None:
+            self._give_up_on_the_model(why)
+
+    def _log_change(self, change: Change) -> None:
+        if change.state.failed:
+            log.error("%s: %s", change.part, change.state)
+            if self.panel is not None:
+                self.panel.show_error()
+        else:
+            log.info("%s: ok again", change.part)
+
+    def _give_up_on_the_model(self, why: str) -> None:
+        """Too many inference failures in a row: the CPU model, or exit for systemd to restart us."""
+        if self.backend == "edgetpu" and self.config.embedder.accelerator == "auto" and self.engine is not None:
+            log.error("inference: %s; falling back to the CPU model", why)
+            try:
+                cpu = self._open_embedder(replace(self.config.embedder, accelerator="cpu"), self.config.models)
+            except EdgeKnnError as exc:
+                self._fail(f"inference: {why}; the CPU model did not open either: {exc}")
+                return
+            self.engine.embedder = cpu
+            self.health.inference_restarted()
+            self._announce_state()
+            self._refresh_status()
+            return
+        self._fail(f"inference: {why}")
+
+    def _fail(self, why: str) -> None:
+        log.error("%s; exiting so that systemd restarts the service", why)
+        self.failure = why
+        self.stop_event.set()
+
+    def _refresh_status(self) -> None:
+        examples = len(self.engine.store) if self.engine is not None else 0
+        self.notifier.status(self.health.status_line(self.backend, examples))
 
     def _announce_state(self) -> None:
         if self.announcer is None:
             return
         reconnects = self.mqtt.reconnects if self.mqtt is not None else 0
-        self.announcer.state(DeviceState(self.health.camera, self.backend, reconnects))
+        parts = self.health.parts()
+        gpio = str(parts["gpio"]) if self.config.gpio.enabled else "off"
+        self.announcer.state(DeviceState(
+            camera=str(parts["camera"]), backend=self.backend, broker_reconnects=reconnects,
+            inference=str(parts["inference"]), gpio=gpio, status=self.health.summary()))
 
     def _announce_all(self) -> None:
         """What a subscriber needs after we (re)connect: Home Assistant's config, then the rest."""
@@ -292,24 +374,33 @@ class Daemon:
         assert self.engine is not None
         timings = self.processor.timings if self.processor else None
         return Stats(
-            fps=timings.fps() if timings else 0.0,
+            fps=self.health.fps(),
             dropped_frames=self.slot.dropped,
             inference_ms_p50=timings.percentile(50) if timings else 0.0,
             inference_ms_p95=timings.percentile(95) if timings else 0.0,
             backend=self.backend,
             store_size=len(self.engine.store),
             uptime_s=time.monotonic() - self.started,
+            classifier=self.engine.describe(),
         )
 
     def wait(self) -> None:
-        """Until stopped: stats on schedule, the watchdog fed while processing is alive."""
+        """Until stopped: health checked, stats and STATUS= on schedule, the watchdog fed
+        only while health says frames are processed (or a failed camera is being retried)."""
         watchdog = self.notifier.watchdog_interval()
         next_stats = time.monotonic() + self.config.pipeline.stats_interval
+        next_status = time.monotonic() + STATUS_INTERVAL
         tick = min(1.0, watchdog or 1.0)
         while not self.stop_event.wait(tick):
             now = time.monotonic()
-            if watchdog and now - self.health.last_beat < 2 * watchdog:
+            self._check_health()
+            if self.stop_event.is_set():
+                break
+            if watchdog and self.health.should_feed_watchdog():
                 self.notifier.watchdog()
+            if now >= next_status:
+                self._refresh_status()
+                next_status = now + STATUS_INTERVAL
             if now >= next_stats and self.announcer is not None:
                 self.announcer.stats(self.stats())
                 next_stats = now + self.config.pipeline.stats_interval
@@ -340,6 +431,9 @@ class Daemon:
         assert self.engine is not None and self.processor is not None
         self.engine.classifier = new.classifier
         self.processor.configure(new.classifier, new.pipeline)
+        self.health.policy = health_policy(new)
+        if self.fresh_frames is not None:
+            self.fresh_frames.max_age = max_frame_age(new)
         if self.log_level_given is None:
             logging.getLogger().setLevel(new.logging.level.upper())
         changed = [f.name for f in fields(new)
@@ -390,6 +484,9 @@ class Daemon:
             steps.append(("capture", lambda: self._join_capture(capture, left(0.5))))
         if self._processing is not None:
             steps.append(("processing", lambda: self._join_processing(left(0.5))))
+        refitter = self.refitter
+        if refitter is not None:
+            steps.append(("refit", lambda: refitter.stop(timeout=left(0.5))))
         if self.store is not None:
             steps.append(("store", self.store.close))
         for name, step in steps:
@@ -398,7 +495,7 @@ class Daemon:
             except Exception:
                 log.exception("stopping %s failed", name)
         self.panel = self._own_factory = self.mqtt = self.camera = self.capture = self.web = None
-        self._processing = self.store = None
+        self._processing = self.store = self.refitter = None
 
     @staticmethod
     def _join_capture(capture: CaptureThread, timeout: float) -> None:

@@ -19,8 +19,9 @@ Six kinds of thread touch the models or the store: the processing loop
 teach), the web server's threadpool (``web/app.py`` runs each HTTP command
 through ``run_command`` -> Teacher -> Engine, and reads the store's counts,
 examples and thumbnails, in Starlette's worker threads, several at once), the
-MQTT network thread (counts, on reconnecting) and the main thread (stats,
-SIGHUP).  The rule for them is written here and nowhere else:
+MQTT network thread (counts on reconnecting, Home Assistant's class list) and
+the main thread (stats, SIGHUP).  The rule holds for any thread, and is
+written here and nowhere else:
 
 1. **The interpreters are called only through the Engine, under its one
    lock.**  A LiteRT interpreter is not thread-safe, and the embedder and the
@@ -45,13 +46,16 @@ SIGHUP).  The rule for them is written here and nowhere else:
 from __future__ import annotations
 
 import threading
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from edgeknn.config import ClassifierConfig
 from edgeknn.errors import DetectorError
+from edgeknn.features import RAW
+from edgeknn.head import VIEW_COST, views_in_effect
 from edgeknn.results import Detection, Frame, Prediction
+from edgeknn.service.refit import Refitter
 from edgeknn.store import Store
 from edgeknn.vision.embedder import EmbedderInfo
 
@@ -97,12 +101,18 @@ class Engine:
     """
 
     def __init__(self, embedder: Embeds, store: Store, classifier: ClassifierConfig,
-                 detector: Detects | None = None) -> None:
+                 detector: Detects | None = None, refitter: Refitter | None = None) -> None:
         self.embedder = embedder
         self.detector = detector
         self.store = store
         self.classifier = classifier
+        self.refitter = refitter  # keeps the logreg head fitted (service/refit.py)
         self._inference = threading.Lock()  # one interpreter call at a time (rule 1)
+
+    @property
+    def views(self) -> str:
+        """"mirror" or "none": what classifier.views means on this embedder's backend."""
+        return views_in_effect(self.classifier.views, self.embedder.info.backend)
 
     @property
     def has_detector(self) -> bool:
@@ -118,9 +128,39 @@ class Engine:
         with self._inference:
             return self.detector.detect(image)
 
-    def predict(self, embedding: np.ndarray) -> Prediction:
-        return self.store.predict(embedding, self.classifier)
+    def embed_views(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The frame's embedding and, with views = mirror, its mirror image's."""
+        mirrored = self.views == "mirror"
+        with self._inference:
+            embedding = self.embedder.embed(image)
+            mirror = self.embedder.embed(np.ascontiguousarray(image[:, ::-1])) if mirrored else None
+        return embedding, mirror
+
+    def predict(self, embedding: np.ndarray, mirror: np.ndarray | None = None) -> Prediction:
+        """Classify an embedding; with a mirror embedding, the mean of the two."""
+        if mirror is not None:
+            both = embedding + mirror
+            embedding = both / max(float(np.linalg.norm(both)), 1e-12)
+        refitter = self.refitter
+        head, features = (refitter.head, refitter.transform) if refitter is not None else (None, RAW)
+        return self.store.predict(embedding, self.classifier, head=head, features=features)
 
     def embed_and_predict(self, image: np.ndarray) -> tuple[np.ndarray, Prediction]:
-        embedding = self.embed(image)
-        return embedding, self.predict(embedding)
+        embedding, mirror = self.embed_views(image)
+        return embedding, self.predict(embedding, mirror)
+
+    def describe(self) -> dict[str, Any]:
+        """What classifies, as in effect (for the stats topic)."""
+        c, views = self.classifier, self.views
+        out: dict[str, Any] = {"method": c.method, "views": views, "views_cost": VIEW_COST[views],
+                               "unknown_threshold": c.unknown_threshold}
+        if c.method == "logreg" and self.refitter is not None:
+            head = self.refitter.head
+            out["features"] = self.refitter.transform.id
+            out["head_current"] = head is not None and head.version == self.store.version
+            if head is not None:
+                out["head_rows"] = head.rows
+                out["refit_ms"] = round(head.seconds * 1e3, 1)
+            if self.refitter.last_error:
+                out["refit_error"] = self.refitter.last_error
+        return out

@@ -116,6 +116,12 @@ class Health:
 
     # ----- reports (any thread) --------------------------------------------------
 
+    def begin(self) -> None:
+        """The service is up (READY=1): the camera gets ``stall_after`` from now to deliver,
+        however long loading the models took."""
+        with self._lock:
+            self._started = self._last_processed = self._clock()
+
     def frame_arrived(self, at: float | None = None) -> None:
         """The camera delivered a frame (``at``: when it was captured, on this clock)."""
         with self._lock:

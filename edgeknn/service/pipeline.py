@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 import numpy as np
 
@@ -206,6 +207,14 @@ class ErrorLog:
         log.error("%s%s", message, suffix, exc_info=trace)
 
 
+class FrameOutcomes(Protocol):
+    """Where the loop reports each frame (service.health.Health)."""
+
+    def frame_processed(self) -> None: ...
+
+    def inference_failed(self, reason: str) -> None: ...
+
+
 class Processor:
     """Embeds, predicts, smooths and publishes one frame at a time.
 
@@ -282,10 +291,9 @@ class Processor:
                                   trace=not isinstance(exc, EdgeKnnError))
         return done
 
-    def run(self, slot: FrameSlot, stop: threading.Event, heartbeat: Callable[[], None]) -> None:
-        """Process frames until ``stop`` is set or the source ends; ``heartbeat`` feeds the watchdog."""
+    def run(self, slot: FrameSlot, stop: threading.Event, health: FrameOutcomes) -> None:
+        """Process frames until ``stop`` is set or the source ends, telling ``health`` how each went."""
         while not stop.is_set():
-            heartbeat()
             frame = slot.take(timeout=0.5)
             if frame is None:
                 if slot.ended:
@@ -295,5 +303,9 @@ class Processor:
             try:
                 self.process(frame)
             except EdgeKnnError as exc:
-                # A bad frame or a refused store operation is reported, not fatal.
+                # Reported and counted, not fatal; health decides when failures
+                # in a row mean the model has to go (service/health.py).
+                health.inference_failed(str(exc))
                 self.errors.error(type(exc).__name__, f"frame {frame.index}: {exc}")
+            else:
+                health.frame_processed()

@@ -64,7 +64,10 @@ class Teacher:
             else:
                 images = [self._target_region(f.image, target) for f in self._next_frames(count)]
                 source = "camera"
-            examples = [make_example(label, img, self._engine.embed(img), source) for img in images]
+            examples = []
+            for img in images:
+                embedding, mirror = self._engine.embed_views(img)  # mirror only with views = mirror
+                examples.append(make_example(label, img, embedding, source, mirror))
             ids = self._engine.store.add_many(examples)
         counts = self._changed()
         log.info("taught %d example(s) of %r (%s, %s)", len(ids), label, source, target)

@@ -39,10 +39,12 @@ from edgeknn.errors import (
     UnknownExample,
     UnknownLabel,
 )
+from edgeknn.features import RAW, FeatureTransform
+from edgeknn.head import Head
 from edgeknn.images import encode_jpeg
 from edgeknn.labels import validate_label
 from edgeknn.results import Prediction
-from edgeknn.store import classes, space, sqlite
+from edgeknn.store import classes, space, sqlite, views
 from edgeknn.store.matrix import DTYPE, Matrix
 
 T = TypeVar("T")
@@ -56,6 +58,7 @@ class NewExample:
     embedding: np.ndarray
     thumbnail: bytes | None = None
     source: str = ""
+    mirror: np.ndarray | None = None  # the mirrored frame's embedding (see views.py)
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,8 @@ class Store:
         self._labels: list[str] = []
         self._code_of: dict[str, int] = {}
         self._matrix: Matrix | None = None
+        # Counts every change, so a fitted head knows whether it still describes the store.
+        self.version = 0
         if not readonly:
             classes.migrate(conn)  # stores made before class ids get them now
         self._load()
@@ -124,7 +129,9 @@ class Store:
             return cls(path, sqlite.connect_readonly(path), readonly=True)
         lock = sqlite.writer_lock(path)
         try:
-            return cls(path, sqlite.connect_writable(path), writer_lock=lock)
+            conn = sqlite.connect_writable(path)
+            views.ensure(conn)
+            return cls(path, conn, writer_lock=lock)
         except BaseException:
             lock.close()
             raise
@@ -203,6 +210,7 @@ class Store:
         """Re-embed every example from its thumbnail with a new embedder, in one transaction."""
         with self._lock:
             self._check_writable()
+            self.version += 1
             rows = self._conn.execute("SELECT id, thumbnail FROM examples ORDER BY id").fetchall()
             missing = [i for i, t in rows if not t]
             if missing:
@@ -217,6 +225,8 @@ class Store:
                     progress(done, len(rows))
             with sqlite.transaction(self._conn, self.path):
                 self._conn.executemany("UPDATE examples SET embedding = ? WHERE id = ?", updates)
+                # Views came from the old embedder: never mix them with the new one.
+                self._conn.execute("DELETE FROM views")
                 self._conn.executemany(
                     "INSERT OR REPLACE INTO meta VALUES (?, ?)",
                     [("fingerprint", fingerprint), ("dim", str(dim))],
@@ -238,9 +248,11 @@ class Store:
         items = list(examples)
         with self._lock:
             self._check_writable()
+            self.version += 1
             if self._matrix is None or self.dim is None:
                 raise StoreError(f"store {self.path} is not bound to an embedder yet")
             rows = [(validate_label(e.label), _blob(e.embedding, self.dim), e.thumbnail, e.source) for e in items]
+            mirrors = [None if e.mirror is None else _blob(e.mirror, self.dim) for e in items]
             now = time.time()
 
             def insert() -> list[int]:
@@ -255,6 +267,9 @@ class Store:
                     )
                     assert cur.lastrowid is not None
                     ids.append(cur.lastrowid)
+                for example_id, mirror in zip(ids, mirrors, strict=True):
+                    if mirror is not None:
+                        views.insert(self._conn, example_id, views.MIRROR, mirror)
                 return ids
             ids = self._write(insert)
             if replace:
@@ -268,6 +283,7 @@ class Store:
         """Remove one example; returns its label."""
         with self._lock:
             self._check_writable()
+            self.version += 1
             row = self._conn.execute("SELECT label FROM examples WHERE id = ?", (example_id,)).fetchone()
             if row is None:
                 raise UnknownExample(f"no example with id {example_id} in store {self.path}")
@@ -281,6 +297,7 @@ class Store:
         """Remove every example of a class; returns how many."""
         with self._lock:
             self._check_writable()
+            self.version += 1
             count = self.counts().get(label, 0)
             if not count:
                 raise UnknownLabel(f"no class {label!r} in store {self.path} ({self._known()})")
@@ -295,6 +312,7 @@ class Store:
         """Remove every example (the store stays bound to its embedder)."""
         with self._lock:
             self._check_writable()
+            self.version += 1
             count = len(self)
             self._write(lambda: self._conn.execute("DELETE FROM examples"), frees_space=True)
             if self._matrix is not None:
@@ -306,6 +324,7 @@ class Store:
         """Rename a class (merging into ``new`` if it exists); returns how many examples moved."""
         with self._lock:
             self._check_writable()
+            self.version += 1
             validate_label(new, "new label")
             count = self.counts().get(old, 0)
             if not count:
@@ -345,8 +364,10 @@ class Store:
         with self._lock:
             return classes.ids(self._conn)
 
-    def predict(self, embedding: np.ndarray, classifier: ClassifierConfig = DEFAULT_CLASSIFIER) -> Prediction:
-        """The class of ``embedding`` by the ``[classifier]`` config (its defaults if not given)."""
+    def predict(self, embedding: np.ndarray, classifier: ClassifierConfig = DEFAULT_CLASSIFIER,
+                *, head: Head | None = None, features: FeatureTransform = RAW) -> Prediction:
+        """The class of ``embedding`` by the ``[classifier]`` config (its defaults if not given);
+        ``head`` (logreg) is used only if it was fitted on this very version of the store."""
         c = classifier
         with self._lock:
             m = self._matrix
@@ -356,8 +377,26 @@ class Store:
             sims = m.similarities(query)
             order, bounds = m.grouping(len(self._labels))
             examples = Examples(tuple(self._labels), m.codes[: m.n], m.ids[: m.n], order, bounds)
+            fresh = head if head is not None and head.version == self.version else None
             return classify(query, sims, m.sums, examples, k=c.k, method=c.method,
-                            threshold=c.unknown_threshold)
+                            threshold=c.unknown_threshold, head=fresh, features=features)
+
+    def snapshot(self) -> tuple[np.ndarray, list[str], int]:
+        """Every raw embedding and view (float16, N x D), its label and the store version, for a refit."""
+        with self._lock:
+            m = self._matrix
+            if m is None or m.n == 0 or self.dim is None:
+                return np.zeros((0, self.dim or 0), dtype=DTYPE), [], self.version
+            parts = [block[: min(len(block), m.n - i * len(block))] for i, block in enumerate(m.blocks)]
+            labels = [self._labels[c] for c in m.codes[: m.n]]
+            extra, extra_labels = views.load(self._conn, self.dim, DTYPE)
+            rows = np.concatenate([p for p in parts if len(p)] + [extra])
+            return rows, labels + extra_labels, self.version
+
+    def view_count(self) -> int:
+        """How many extra views (mirrored copies) the store keeps for the few-shot head."""
+        with self._lock:
+            return views.count(self._conn)
 
     def examples(self, label: str | None = None, limit: int = 100) -> list[ExampleRow]:
         """The newest ``limit`` examples, of one class or of all, newest first."""
@@ -434,9 +473,10 @@ class Store:
         return len(self.add_many(items, replace=replace))
 
 
-def make_example(label: str, image: np.ndarray, embedding: np.ndarray, source: str) -> NewExample:
+def make_example(label: str, image: np.ndarray, embedding: np.ndarray, source: str,
+                 mirror: np.ndarray | None = None) -> NewExample:
     """An example with its JPEG thumbnail, which lets the store be re-embedded later."""
-    return NewExample(label, embedding, encode_jpeg(image, THUMBNAIL_SIDE), source)
+    return NewExample(label, embedding, encode_jpeg(image, THUMBNAIL_SIDE), source, mirror)
 
 
 def _blob(embedding: np.ndarray, dim: int) -> bytes:

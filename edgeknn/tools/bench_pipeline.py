@@ -219,7 +219,7 @@ def _pass(frames: Path, store: Path, *, raw: float, seconds: float, threads: int
     listener = LatencyListener(broker.host, broker.port, daemon.topics.prediction)
     viewer = None
     if stream_client:
-        assert daemon.web is not None, "the web page did not start"
+        assert daemon.web is not None, "the web server did not start"
         viewer = Subprocess("stream", daemon.web.url + "/stream.mjpeg")
     try:
         assert daemon.engine is not None and daemon.processor is not None

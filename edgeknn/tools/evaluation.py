@@ -2,7 +2,12 @@
 
 For each seed, ``shots`` examples per class are drawn as the taught examples
 and every other image is a query.  All methods see the same split, and the
-same float16 embeddings and similarity code the store uses.
+same float16 embeddings, similarity code and classify() the store uses.
+
+``logreg`` is shown twice when mirrored embeddings are given: without views
+(the CPU-only default) and with the mirror view (the Edge TPU default: each
+taught image also stored mirrored, each query the mean of it and its mirror),
+exactly as the service does with ``classifier.views``.
 """
 
 from __future__ import annotations
@@ -13,11 +18,20 @@ import numpy as np
 
 from edgeknn.classify import Examples, classify
 from edgeknn.errors import DatasetError
+from edgeknn.features import RAW, FeatureTransform, unit_rows
+from edgeknn.head import fit_head
 from edgeknn.store.matrix import DTYPE
 from edgeknn.store.search import similarities
 
-# What `edgeknn eval` compares: (name shown, method, k or None for the user's k).
-BASELINES = (("edgeknn", "balanced", None), ("knn-3", "knn", 3), ("class-mean", "ncm", None))
+# What `edgeknn eval` compares: (name shown, method, k or None for the user's k, views).
+METHODS = (
+    ("knn-3", "knn", 3, "none"),
+    ("class-mean", "ncm", None, "none"),
+    ("balanced", "balanced", None, "none"),
+    ("logreg", "logreg", None, "none"),
+    ("logreg+mirror", "logreg", None, "mirror"),
+)
+BASELINE = "class-mean"
 
 
 @dataclass(frozen=True)
@@ -26,6 +40,7 @@ class MethodResult:
     accuracies: tuple[float, ...]  # overall accuracy, one per seed
     per_class: tuple[float, ...]  # accuracy per class, over all seeds
     confusion: np.ndarray  # (C, C) counts over all seeds: rows true, columns predicted
+    refit_ms: float = 0.0  # mean time to fit the head (logreg only)
 
     @property
     def mean(self) -> float:
@@ -61,13 +76,22 @@ def evaluate(
     shots: int,
     seeds: list[int],
     k: int,
+    features: FeatureTransform = RAW,
+    mirrored: np.ndarray | None = None,
 ) -> list[MethodResult]:
-    """Accuracy of edgeknn's method (with ``k``) and the two baselines over the given seeds."""
+    """Accuracy of every method in :data:`METHODS` over the given seeds.
+
+    ``mirrored[i]`` is the embedding of image i mirrored left-right; without
+    it the ``logreg+mirror`` row is left out.
+    """
     n_classes = len(labels)
     vectors = embeddings.astype(DTYPE)
+    flipped = mirrored.astype(DTYPE) if mirrored is not None else None
     results = []
-    for name, method, fixed_k in BASELINES:
-        accs = []
+    for name, method, fixed_k, views in METHODS:
+        if views == "mirror" and flipped is None:
+            continue
+        accs, fit_seconds = [], []
         confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
         for seed in seeds:
             support, queries = split(codes, shots, seed)
@@ -75,12 +99,22 @@ def evaluate(
             sums = np.zeros((n_classes, vectors.shape[1]), dtype=np.float64)
             np.add.at(sums, codes[support], matrix.astype(np.float64))
             examples = Examples(labels, codes[support].astype(np.int32), support.astype(np.int64))
+            asked = vectors[queries].astype(np.float32)
+            head = None
+            if method == "logreg":
+                rows, row_labels = matrix, [labels[c] for c in codes[support]]
+                if views == "mirror" and flipped is not None:
+                    rows = np.concatenate([matrix, flipped[support]])
+                    row_labels = row_labels * 2
+                    asked = unit_rows(asked + flipped[queries].astype(np.float32))
+                head = fit_head(rows.astype(np.float32), row_labels, features, version=0)
+                fit_seconds.append(head.seconds)
             correct = 0
-            for q in queries:
-                query = vectors[q].astype(np.float32)
+            for q, query in zip(queries, asked, strict=True):
                 pred = classify(
                     query, similarities(matrix, query), sums, examples,
                     k=fixed_k or k, method=method, threshold=0.0,  # the best label counts, known or not
+                    head=head, features=features,
                 )
                 guess = labels.index(pred.label) if pred.label is not None else 0
                 confusion[codes[q], guess] += 1
@@ -90,5 +124,6 @@ def evaluate(
             float(confusion[c, c] / confusion[c].sum()) if confusion[c].sum() else 0.0
             for c in range(n_classes)
         )
-        results.append(MethodResult(name, tuple(accs), per_class, confusion))
+        refit_ms = float(np.mean(fit_seconds) * 1e3) if fit_seconds else 0.0
+        results.append(MethodResult(name, tuple(accs), per_class, confusion, refit_ms))
     return results

@@ -146,7 +146,8 @@ def kill_rounds(daemon: DaemonProcess, commander: Commander, images: list[str], 
         daemon.start()
         commander.wait_online()
         sent = mixed_commands(commander, ledger, rng, images, per_round, lambda: next(fresh))
-        time.sleep(rng.uniform(0.0, 0.8))  # kill at a random point of the burst
+        commander.wait([sent[0].key], timeout=30)  # the daemon is at work (however slow the machine)
+        time.sleep(rng.uniform(0.0, 0.5))  # then kill it at a random point of the burst
         daemon.kill()
         time.sleep(0.1)  # replies already on the wire arrive
         settle(commander, ledger, sent)

@@ -110,6 +110,10 @@ port = {broker.port}
 keepalive = 5
 reconnect_min = 0.2
 reconnect_max = 1.0
+[web]
+host = "127.0.0.1"
+port = 0
+password_file = "{workdir / 'web-password'}"
 {extra}
 """)
         self.proc: subprocess.Popen[bytes] | None = None

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from edgeknn.errors import ModelError
+from edgeknn.features import RAW, FeatureTransform
 from edgeknn.images import as_rgb, fit, load_image
 from edgeknn.vision.runtime import OpenedModel, open_interpreter
 
@@ -58,7 +59,13 @@ class EmbedderInfo:
     dim: int
     input_size: tuple[int, int]  # width, height
     backend: str
-    fingerprint: str
+    fingerprint: str  # of the raw embeddings: what a store checks
+    features: FeatureTransform = RAW  # applied before the few-shot head
+
+    @property
+    def head_fingerprint(self) -> str:
+        """What a fitted head depends on: the raw embeddings and the feature transform."""
+        return f"{self.fingerprint}+{self.features.id}"
 
 
 class Embedder:
@@ -72,6 +79,7 @@ class Embedder:
         fingerprint_sha256: str,
         embedding_tensor: str | None = None,
         resize: str = "center-crop",
+        features: FeatureTransform = RAW,
     ) -> None:
         self._interp = opened.interpreter
         self._resize = resize
@@ -91,6 +99,7 @@ class Embedder:
             input_size=(w, h),
             backend=opened.backend,
             fingerprint=fingerprint_of(fingerprint_sha256, out["name"]),
+            features=features,
         )
 
     def _find_tensor(self, opened: OpenedModel, name: str | None) -> dict:
@@ -154,6 +163,7 @@ def open_embedder(
     device: str | None = None,
     threads: int | None = None,
     resize: str = "center-crop",
+    features: FeatureTransform = RAW,
 ) -> Embedder:
     """Open an embedder.  Its fingerprint is the CPU model's hash, so a store taught
     on the Edge TPU stays usable on the CPU (the two are one network compiled twice)."""
@@ -173,4 +183,5 @@ def open_embedder(
         fingerprint_sha256=file_sha256(cpu_model),
         embedding_tensor=embedding_tensor,
         resize=resize,
+        features=features,
     )

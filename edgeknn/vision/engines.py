@@ -6,9 +6,11 @@ the config and on the command line mean the same thing.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edgeknn.features import RAW
 from edgeknn.vision import models
 from edgeknn.vision.embedder import Embedder, open_embedder
 
@@ -44,6 +46,15 @@ def embedder_from_config(config: EmbedderConfig, models_config: ModelsConfig) ->
     Code without a config file passes a section built from the schema's
     defaults (``EmbedderConfig(threads=1)``), so there is one set of them.
     """
+    manifest = models.load_manifest()
+    entry = manifest.get(config.model)
+    if entry is not None and entry.parts and not models.looks_like_path(config.model):
+        from edgeknn.vision.concat import ConcatEmbedder
+
+        parts = [embedder_from_config(replace(config, model=part, edgetpu_model="", embedding_tensor=""),
+                                      models_config)
+                 for part in entry.parts]
+        return ConcatEmbedder(parts, features=entry.features, resize=config.resize)
     mirror = models_config.mirror or None
     cpu_path, tpu_path, info = _variants(config.model, config.edgetpu_model or None, config.accelerator,
                                          models_config.dir, mirror)
@@ -51,6 +62,7 @@ def embedder_from_config(config: EmbedderConfig, models_config: ModelsConfig) ->
     return open_embedder(
         cpu_path, edgetpu_model=tpu_path, embedding_tensor=tensor, accelerator=config.accelerator,
         device=config.device or None, threads=config.threads or None, resize=config.resize,
+        features=info.features if info and tensor == info.embedding_tensor else RAW,
     )
 
 

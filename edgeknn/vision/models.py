@@ -35,6 +35,7 @@ from typing import Any, BinaryIO, Literal
 
 from edgeknn import paths
 from edgeknn.errors import ChecksumMismatch, ModelError, ModelNotFound
+from edgeknn.features import RAW, FeatureTransform, decode_mean
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +46,12 @@ CHUNK = 1 << 16
 Progress = Callable[[int, int | None], None]
 """Called as ``progress(bytes_done, bytes_total_or_None)`` while downloading."""
 
-FileStatus = Literal["verified", "mismatch", "absent"]
+FileStatus = Literal["verified", "mismatch", "absent", "composite"]
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _REQUIRED = ("file", "url", "sha256", "kind")
 _OPTIONAL = ("edgetpu", "cpu_variant", "edgetpu_variant", "input", "embedding_tensor",
-             "labels", "default")
+             "labels", "default", "feature_power", "feature_mean", "parts")
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,8 @@ class ModelInfo:
     embedding_tensor: str | None = None
     labels: str | None = None
     default: bool = False
+    features: FeatureTransform = RAW  # what the few-shot head sees (see features.py)
+    parts: tuple[str, ...] = ()  # an embedder made of these entries, outputs concatenated
 
 
 # --------------------------------------------------------------------------- manifest
@@ -114,6 +117,8 @@ def _entry(name: str, table: Any, where: str) -> ModelInfo:
 
     if not isinstance(table, dict):
         raise ModelError(f"{where}: models.{name} must be a table")
+    if "parts" in table:
+        return _composite(name, table, where, fail)
     for key in table:
         if key not in _REQUIRED and key not in _OPTIONAL:
             raise fail(key, f"one of {', '.join(_REQUIRED + _OPTIONAL)}", key)
@@ -143,13 +148,39 @@ def _entry(name: str, table: Any, where: str) -> ModelInfo:
                            for v in size)):
             raise fail("input", "[width, height] of positive integers", size)
         size = (size[0], size[1])
+    power = table.get("feature_power", 1.0)
+    if isinstance(power, bool) or not isinstance(power, int | float) or not 0 < power <= 1:
+        raise fail("feature_power", "a number in (0, 1]", power)
+    mean = None
+    if "feature_mean" in table:
+        if not isinstance(table["feature_mean"], str):
+            raise fail("feature_mean", "a base64 string (edgeknn models features)", table["feature_mean"])
+        mean = decode_mean(table["feature_mean"], f"{where}: models.{name}.feature_mean")
     return ModelInfo(
         name=name, file=file, url=table["url"], sha256=table["sha256"], kind=table["kind"],
         edgetpu=table.get("edgetpu", False), cpu_variant=table.get("cpu_variant"),
         edgetpu_variant=table.get("edgetpu_variant"), input=size,
         embedding_tensor=table.get("embedding_tensor"), labels=table.get("labels"),
-        default=table.get("default", False),
+        default=table.get("default", False), features=FeatureTransform(float(power), mean),
     )
+
+
+def _composite(name: str, table: dict, where: str, fail: Callable[[str, str, Any], ModelError]) -> ModelInfo:
+    """An embedder made of other entries (``parts``): it has no file of its own."""
+    allowed = {"parts", "kind", "default", "feature_power", "feature_mean"}
+    for key in table:
+        if key not in allowed:
+            raise fail(key, f"one of {', '.join(sorted(allowed))} (an entry with parts has no file)", key)
+    parts = table["parts"]
+    if (not isinstance(parts, list) or len(parts) < 2
+            or not all(isinstance(p, str) and p for p in parts)):
+        raise fail("parts", "a list of two or more entry names", parts)
+    if table.get("kind") != "embedder":
+        raise fail("kind", "embedder (only embedders have parts)", table.get("kind"))
+    plain = _entry(name, {"file": "x", "url": "https://x", "sha256": "0" * 64,
+                          **{k: v for k, v in table.items() if k != "parts"}}, where)
+    return ModelInfo(name=name, file="", url="", sha256="", kind="embedder",
+                     default=plain.default, features=plain.features, parts=tuple(parts))
 
 
 def _check_references(manifest: dict[str, ModelInfo], where: str) -> None:
@@ -162,6 +193,11 @@ def _check_references(manifest: dict[str, ModelInfo], where: str) -> None:
 
     defaults: dict[str, str] = {}
     for info in manifest.values():
+        for part in info.parts:
+            target = manifest.get(part)
+            if target is None or target.edgetpu or target.parts or not target.embedding_tensor:
+                raise ModelError(f"{where}: models.{info.name}.parts: {part!r} must be a CPU entry "
+                                 "with an embedding_tensor (its Edge TPU variant is used when present)")
         if info.edgetpu and info.cpu_variant is None:
             raise ModelError(f"{where}: models.{info.name}.cpu_variant is missing: an Edge TPU "
                              "model needs a CPU variant to fall back to")
@@ -238,6 +274,8 @@ def verify(path: Path, sha256: str) -> bool:
 
 def file_status(info: ModelInfo, models_dir: Path) -> FileStatus:
     """Whether the entry's file is in ``models_dir`` and matches its checksum."""
+    if info.parts:
+        return "composite"
     path = models_dir / info.file
     if not path.is_file():
         return "absent"
@@ -405,6 +443,8 @@ def select(
     chosen = [lookup(n, manifest) for n in names] if names else list(manifest.values())
     if kind is not None:
         chosen = [i for i in chosen if i.kind == kind]
+    # An entry with parts has no file: fetching it by name fetches its parts.
+    chosen = [manifest[p] for i in chosen for p in i.parts if names] + [i for i in chosen if not i.parts]
     if with_labels:
         chosen += [manifest[i.labels] for i in chosen if i.labels is not None]
     unique: dict[str, ModelInfo] = {}

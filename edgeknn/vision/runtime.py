@@ -173,17 +173,31 @@ def open_interpreter(
     if accelerator != "cpu" and edgetpu_model is not None:
         try:
             delegate = delegate_loader(device)
-        except EdgeTpuError:
+        except EdgeTpuError as exc:
             if accelerator == "edgetpu":
                 raise
+            # "auto" runs on the CPU, and says why: a Coral that is plugged in
+            # but unusable (no access to /dev/apex_0, a mismatched libedgetpu)
+            # would otherwise look like no Coral at all.
+            (log.info if isinstance(exc, DelegateMissing) else log.warning)(
+                "Edge TPU not used, running %s on the CPU: %s", cpu_model.name, exc)
     elif accelerator == "edgetpu":
         raise EdgeTpuError(
             f"accelerator = \"edgetpu\" but model {cpu_model.name} has no Edge TPU variant"
         )
     if delegate is not None and edgetpu_model is not None:
         check_tflite_file(edgetpu_model)
-        interp = _make(mod, edgetpu_model, [delegate], None, preserve_all_tensors)
-        return OpenedModel(interp, "edgetpu", edgetpu_model, device)
+        try:
+            interp = _make(mod, edgetpu_model, [delegate], None, preserve_all_tensors)
+        except ModelError as exc:
+            # The delegate loaded but cannot run this model (compiled for a newer
+            # runtime, say): "auto" takes the CPU variant rather than failing.
+            if accelerator == "edgetpu":
+                raise
+            log.warning("Edge TPU not used, running %s on the CPU: the delegate loaded but %s",
+                        cpu_model.name, exc)
+        else:
+            return OpenedModel(interp, "edgetpu", edgetpu_model, device)
     check_tflite_file(cpu_model)
     if is_edgetpu_model(cpu_model):
         raise EdgeTpuModelOnCpu(

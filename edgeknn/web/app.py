@@ -26,7 +26,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -83,7 +82,7 @@ class Parts:
     record_rate: float  # ... this many examples a second until released
 
 
-def _json(body: Any, status: int = 200) -> Response:
+def _json(body: object, status: int = 200) -> Response:
     return Response(to_json(body), status, media_type="application/json")
 
 
@@ -290,7 +289,7 @@ def build_app(parts: Parts, rules: Rules, stopping: threading.Event) -> Starlett
     return Starlette(routes=routes, middleware=middleware)
 
 
-def _event(name: str, data: Any) -> str:
+def _event(name: str, data: object) -> str:
     return f"event: {name}\ndata: {to_json(data).decode()}\n\n"
 
 

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from edgeknn.mqtt.payloads import Stats, detection_dict, prediction_dict, rounded
 from edgeknn.results import Detection, Prediction
@@ -35,7 +35,7 @@ class Status:
     stats: Stats
     frames_processed: int
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         s = self.stats
         return {
             "version": self.version, "device": self.device, "backend": self.backend,
@@ -57,7 +57,7 @@ class Moment:
     detections: tuple[Detection, ...]
     processed_at: float  # monotonic
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         body = prediction_dict(self.prediction)
         body["frame"] = self.frame
         body["detections"] = [detection_dict(d) for d in self.detections]
