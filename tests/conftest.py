@@ -178,6 +178,31 @@ class ScriptedCamera:
         return image
 
 
+def write_service_config(path, tmp_path, mosquitto, extra=""):
+    """A config file for `edgeknn run` in its own process: synthetic camera, this test's
+    broker, the web page on a free loopback port; ``extra`` adds tables."""
+    path.write_text(f"""
+device_id = "testpi"
+[store]
+path = "{tmp_path / 'store.db'}"
+[models]
+dir = "{tmp_path / 'models'}"
+mirror = "{MODELS}"
+[camera]
+source = "synthetic"
+fps = 15
+[mqtt]
+host = "{mosquitto.host}"
+port = {mosquitto.port}
+[web]
+host = "127.0.0.1"
+port = 0
+[logging]
+level = "info"
+{extra}
+""")
+
+
 def make_config(tmp_path, mosquitto, **sections):
     data = {
         "device_id": "testpi",
