@@ -23,7 +23,9 @@ from edgeknn.cameras.base import Pacer
 from edgeknn.config import ModelsConfig, parse_config
 from edgeknn.images import load_image
 from edgeknn.service.daemon import Daemon
+from edgeknn.store import Store
 from edgeknn.tools.devbroker import LocalBroker, mosquitto_path
+from edgeknn.vision.fake import FakeEmbedder
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("EDGEKNN_SHARED", ROOT.parent / "shared")).resolve()
@@ -176,6 +178,20 @@ class ScriptedCamera:
         image = frames[self.reads % len(frames)]
         self.reads += 1
         return image
+
+
+@pytest.fixture
+def embedder():
+    """The fake embedder (edgeknn.vision.fake); a module that needs the real one defines its own."""
+    return FakeEmbedder()
+
+
+@pytest.fixture
+def store(tmp_path, embedder):
+    """An empty store file bound to ``embedder``."""
+    with Store.open(tmp_path / "store.db") as store:
+        store.bind(embedder.info.fingerprint, embedder.info.dim)
+        yield store
 
 
 def write_service_config(path, tmp_path, mosquitto, extra=""):

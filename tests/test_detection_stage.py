@@ -23,9 +23,8 @@ from edgeknn.results import Frame, Prediction
 from edgeknn.service.detection_stage import DetectionStage, RateGate
 from edgeknn.service.engine import Engine
 from edgeknn.service.pipeline import Processed
-from edgeknn.store import Store
 from edgeknn.vision.detector import open_detector
-from edgeknn.vision.fake import FakeDetector, FakeEmbedder
+from edgeknn.vision.fake import FakeDetector
 
 TOPICS = Topics.for_device("testpi")
 RED, BLUE = (200, 30, 30), (30, 30, 200)
@@ -68,18 +67,6 @@ def published():
 @pytest.fixture
 def detector():
     return FakeDetector()
-
-
-@pytest.fixture
-def embedder():
-    return FakeEmbedder()
-
-
-@pytest.fixture
-def store(tmp_path, embedder):
-    with Store.open(tmp_path / "store.db") as store:
-        store.bind(embedder.info.fingerprint, embedder.info.dim)
-        yield store
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from edgeknn.config import ClassifierConfig
 from edgeknn.errors import DetectorError, ModelError
 from edgeknn.images import load_image
 from edgeknn.service.engine import Detects, Embeds, Engine
-from edgeknn.store import Store
 from edgeknn.vision.detector import open_detector
 from edgeknn.vision.embedder import open_embedder
 from edgeknn.vision.fake import FakeAccelerator, FakeDetector, FakeEmbedder
@@ -84,13 +83,6 @@ def test_the_fakes_fail_as_the_real_models_do_when_asked():
 
 
 # ----- the engine -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def store(tmp_path):
-    with Store.open(tmp_path / "store.db") as store:
-        store.bind(FakeEmbedder().info.fingerprint, FakeEmbedder.DIM)
-        yield store
 
 
 def test_the_embedder_and_the_detector_never_run_at_once_whichever_threads_ask(store):

@@ -20,7 +20,6 @@ from edgeknn.results import Frame
 from edgeknn.service.engine import Engine
 from edgeknn.service.pipeline import FrameSlot
 from edgeknn.service.teacher import Teacher
-from edgeknn.store import Store
 from edgeknn.vision.fake import FakeDetector, FakeEmbedder
 
 WAIT = 0.05  # seconds the teacher waits for a camera frame here (5 in the service)
@@ -50,18 +49,6 @@ class Changes:
 
     def __call__(self, counts: dict[str, int]) -> None:
         self.counts.append(counts)
-
-
-@pytest.fixture
-def embedder():
-    return FakeEmbedder()
-
-
-@pytest.fixture
-def store(tmp_path, embedder):
-    with Store.open(tmp_path / "store.db") as store:
-        store.bind(embedder.info.fingerprint, embedder.info.dim)
-        yield store
 
 
 @pytest.fixture
