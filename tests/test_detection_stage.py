@@ -207,7 +207,7 @@ def test_largest_object_with_nothing_in_view_is_none(engine, published, clock):
 
 def test_the_real_pets_detector_finds_the_cat_in_a_photo(embedder, store, published, clock):
     detector = open_detector(MODELS / "ssd_mobilenet_v1_pets_quant_postprocess.tflite",
-                             MODELS / "pets_labels.txt", threads=1, threshold=0.5)
+                             MODELS / "pets_labels.txt", DetectorConfig(threads=1, threshold=0.5))
     s = stage(Engine(embedder, store, ClassifierConfig(), detector), published, clock)
     image = load_image(IMAGES / "cat.bmp")
     s.on_frame(processed(image))

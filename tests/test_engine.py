@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import IMAGES, MODELS
 
-from edgeknn.config import ClassifierConfig
+from edgeknn.config import ClassifierConfig, DetectorConfig
 from edgeknn.errors import DetectorError, ModelError
 from edgeknn.images import load_image
 from edgeknn.service.engine import Detects, Embeds, Engine
@@ -29,7 +29,7 @@ def fake_embedder() -> Embeds:
 
 def real_detector() -> Detects:
     return open_detector(MODELS / "ssd_mobilenet_v1_pets_quant_postprocess.tflite", MODELS / "pets_labels.txt",
-                         threads=1, threshold=0.3)
+                         DetectorConfig(threads=1, threshold=0.3))
 
 
 def fake_detector() -> Detects:

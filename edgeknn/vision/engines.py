@@ -80,9 +80,4 @@ def detector_from_config(config: DetectorConfig, models_config: ModelsConfig) ->
 
         raise DetectorError(f"detector {config.model}: no label file given and none in the manifest")
     label_path = models.ensure_model(label_name, models_config.dir, mirror=mirror)
-    return open_detector(
-        cpu_path, label_path, edgetpu_model=tpu_path, accelerator=config.accelerator,
-        device=config.device or None, threads=config.threads or None,
-        threshold=config.threshold, max_detections=config.max_detections,
-        allow=frozenset(config.allow) or None, resize=config.resize,
-    )
+    return open_detector(cpu_path, label_path, config, edgetpu_model=tpu_path)
