@@ -20,7 +20,8 @@ CAT = load_image(IMAGES / "cat.bmp")
 
 
 def real_embedder() -> Embeds:
-    return open_embedder(MODELS / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite", threads=1)
+    return open_embedder(MODELS / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite",
+                         accelerator="cpu", threads=1, resize="center-crop")
 
 
 def fake_embedder() -> Embeds:
