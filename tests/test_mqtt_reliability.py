@@ -12,16 +12,15 @@ import json
 import logging
 import shutil
 import subprocess
-import threading
 import time
 
 import pytest
+from command_target import Store
 from conftest import TIMEOUT, wait_until
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edgeknn.config import MqttConfig, MqttTlsConfig
-from edgeknn.errors import UnknownLabel
 from edgeknn.mqtt.client import MqttClient
 from edgeknn.mqtt.commands import handle_message
 from edgeknn.mqtt.topics import Topics
@@ -29,39 +28,6 @@ from edgeknn.tools.devbroker import LocalBroker
 
 TOPICS = Topics("test/dev")
 CLEAR = b'{"confirm": true, "id": "retained"}'
-
-
-class Store:
-    """A CommandTarget that records what was committed."""
-
-    def __init__(self) -> None:
-        self.counts = {"cat": 2}
-        self.committed: list[str] = []  # the label of every add carried out
-        self.lock = threading.Lock()
-
-    def add(self, label, count, image, target):
-        with self.lock:
-            self.counts[label] = self.counts.get(label, 0) + count
-            self.committed.append(label)
-        return {"counts": dict(self.counts)}
-
-    def remove_label(self, label):
-        if label not in self.counts:
-            raise UnknownLabel(f"no class {label!r}")
-        return {"removed": self.counts.pop(label)}
-
-    def remove_example(self, example_id):
-        return {}
-
-    def clear(self):
-        self.counts.clear()
-        return {}
-
-    def rename(self, old, new):
-        return {}
-
-    def snapshot(self):
-        return {"bytes": 0}
 
 
 @pytest.fixture
