@@ -25,7 +25,7 @@ def write(path: Path, text: str) -> Path:
 @pytest.mark.parametrize("argv, line", [
     (["predict", "x.jpg", "--k", "0"], "classifier.k: expected an integer 1..100, got 0 (from --k)"),
     (["predict", "x.jpg", "--method", "svm"],
-     'classifier.method: expected one of "balanced", "knn", "ncm", got "svm" (from --method)'),
+     'classifier.method: expected one of "logreg", "balanced", "knn", "ncm", got "svm" (from --method)'),
     (["predict", "x.jpg", "--threshold", "1.5"],
      "classifier.unknown_threshold: expected a number -1..1, got 1.5 (from --threshold)"),
     (["eval", "data", "--k", "101"], "classifier.k: expected an integer 1..100, got 101 (from --k)"),
@@ -82,7 +82,7 @@ def test_a_bad_config_file_is_reported_before_any_work(capsys, tmp_path):
     assert code == 2
     assert err.splitlines() == [
         f"edgeknn: error: {config}: classifier.k: expected an integer 1..100, got 0",
-        f'edgeknn: error: {config}: classifier.method: expected one of "balanced", "knn", "ncm", '
+        f'edgeknn: error: {config}: classifier.method: expected one of "logreg", "balanced", "knn", "ncm", '
         'got "svm"',
     ]
 

@@ -227,7 +227,8 @@ def test_the_service_reloads_on_sighup_and_stops_on_sigterm_within_5_s_saying_of
     import sys
 
     config = tmp_path / "config.toml"
-    write_config(config, tmp_path, mosquitto)
+    # no unknown at first: a synthetic frame is nothing like the cat photo, but it is called cat
+    write_config(config, tmp_path, mosquitto, "[classifier]\nunknown_threshold = 0.0\n")
     watch = listen("edgeknn/testpi/#")
     proc = subprocess.Popen([sys.executable, "-m", "edgeknn", "run", "--config", str(config)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,

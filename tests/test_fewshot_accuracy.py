@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import DATASETS
+from conftest import DATASETS, MODELS
 
 from edgeknn.classify import Examples, classify
 from edgeknn.config import ClassifierConfig
@@ -33,7 +33,7 @@ SHOTS = (3, 5, 7)
 
 @pytest.fixture(scope="module")
 def embedder():
-    return build_embedder(accelerator="cpu")
+    return build_embedder(accelerator="cpu", mirror=str(MODELS))
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from edgeknn.service.teacher import Teacher
 from edgeknn.store import NewExample, Store
 from edgeknn.vision.engines import build_embedder
 from edgeknn.vision.models import parse_manifest
-from tests.conftest import DATASETS
+from tests.conftest import DATASETS, MODELS
 
 
 def clusters(rng, n_classes, per_class, dim=32, spread=0.3):
@@ -88,7 +88,7 @@ def test_the_manifest_mean_round_trips_and_a_bad_one_names_its_key():
 
 
 def test_the_default_embedder_carries_its_transform_into_the_head_fingerprint():
-    embedder = build_embedder(accelerator="cpu")
+    embedder = build_embedder(accelerator="cpu", mirror=str(MODELS))
     assert embedder.info.features.id.startswith("pow0.5-mean")
     assert embedder.info.head_fingerprint == f"{embedder.info.fingerprint}+{embedder.info.features.id}"
 
@@ -125,7 +125,7 @@ def test_a_big_store_is_sampled_evenly_across_classes_for_the_fit():
 @pytest.fixture
 def digits_store(tmp_path):
     """A store of 10 hand-sign classes x 10 real embeddings, and the embedder that made them."""
-    embedder = build_embedder(accelerator="cpu", threads=1)
+    embedder = build_embedder(accelerator="cpu", threads=1, mirror=str(MODELS))
     store = Store.open(tmp_path / "s.db")
     store.bind(embedder.info.fingerprint, embedder.info.dim)
     folders = sorted(p for p in (DATASETS / "sign_language_digits").iterdir() if p.is_dir())
@@ -195,8 +195,8 @@ def test_models_features_prints_manifest_lines_for_a_stated_image_set(tmp_path, 
 
 
 def test_the_two_model_embedder_concatenates_unit_halves_and_names_both_in_its_fingerprint():
-    pair = build_embedder("mobilenet_v1_v2_concat", accelerator="cpu", threads=1)
-    v1 = build_embedder("mobilenet_v1_embedder", accelerator="cpu", threads=1)
+    pair = build_embedder("mobilenet_v1_v2_concat", accelerator="cpu", threads=1, mirror=str(MODELS))
+    v1 = build_embedder("mobilenet_v1_embedder", accelerator="cpu", threads=1, mirror=str(MODELS))
     image = load_image(sorted((DATASETS / "hymenoptera" / "ants").iterdir())[0])
     joined = pair.embed(image)
     assert pair.info.dim == 1024 + 1280 and joined.shape == (2304,)
