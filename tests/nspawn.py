@@ -215,9 +215,9 @@ class Machine:
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
             # The copy is thrown away: no need to stop each unit in turn (which waits
-            # for Ansible's lingering ssh sessions); "poweroff --force" kills and unmounts.
+            # for lingering ssh sessions): "poweroff --force --force" ends its PID 1 at once.
             try:
-                self.run("systemctl poweroff --force --no-block", check=False, timeout=10)
+                self.run("systemctl poweroff --force --force", check=False, timeout=10)
                 process.wait(20)
             except (AssertionError, subprocess.TimeoutExpired):
                 process.send_signal(signal.SIGTERM)  # nspawn asks the container's systemd to power off
