@@ -232,7 +232,7 @@ def classify(
 class Smoother:
     """Majority over the last N predicted labels (ties go to the most recent)."""
 
-    def __init__(self, window: int = 4) -> None:
+    def __init__(self, window: int) -> None:
         self._recent: deque[str | None] = deque(maxlen=window)
 
     def push(self, label: str | None) -> str | None:

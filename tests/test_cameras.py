@@ -133,11 +133,12 @@ def test_synthetic_camera_starts_again_at_frame_zero_when_reopened():
 
 def test_reading_a_camera_that_is_not_open_is_a_camera_error():
     with pytest.raises(CameraError, match="read before open"):
-        SyntheticCamera(32, 32).read()
+        SyntheticCamera(32, 32, fps=0).read()
 
 
 def test_every_camera_class_has_the_camera_interface():
-    for cam in (SyntheticCamera(32, 32), ReplayCamera(TRAFFIC), OpenCvCamera(0), PiCamera(),
+    for cam in (SyntheticCamera(32, 32, fps=0), ReplayCamera(TRAFFIC), OpenCvCamera(0),
+                PiCamera(64, 48, fps=10, lores=False),
                 FakeCamera()):
         assert isinstance(cam, Camera)
 

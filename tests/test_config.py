@@ -67,8 +67,8 @@ def test_default_config_has_the_documented_values():
 
 
 def test_the_default_models_are_the_manifests_defaults():
-    # Two statements of one default (the manifest's "default = true" serves a bare
-    # `build_embedder()`); this keeps them from drifting apart.
+    # Two statements of one default (the config's, and the manifest's "default = true");
+    # this keeps them from drifting apart.
     from edgeknn.vision.models import default_model
 
     cfg = Config.default()

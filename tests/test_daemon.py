@@ -10,7 +10,7 @@ import json
 import logging
 import time
 
-from conftest import CAT_PIN, CLEAR_PIN, DOG_PIN, IMAGES, MODELS, ScriptedCamera, wait_until
+from conftest import CAT_PIN, CLEAR_PIN, DOG_PIN, IMAGES, ScriptedCamera, wait_until, write_service_config
 
 CAT = [IMAGES / "imprinting" / f for f in ("cat_train_0.bmp", "cat_test_0.bmp")] + [IMAGES / "cat.bmp"]
 DOG = [IMAGES / "imprinting" / f for f in ("dog_train_0.bmp", "dog_test_0.bmp")]
@@ -197,29 +197,6 @@ def test_stats_say_backend_rate_and_store_size(running, listen):
     assert stats["classifier"]["features"].startswith("pow0.5-mean")
 
 
-def write_config(path, tmp_path, mosquitto, extra=""):
-    path.write_text(f"""
-device_id = "testpi"
-[store]
-path = "{tmp_path / 'store.db'}"
-[models]
-dir = "{tmp_path / 'models'}"
-mirror = "{MODELS}"
-[camera]
-source = "synthetic"
-fps = 15
-[mqtt]
-host = "{mosquitto.host}"
-port = {mosquitto.port}
-[web]
-host = "127.0.0.1"
-port = 0
-[logging]
-level = "info"
-{extra}
-""")
-
-
 def test_the_service_reloads_on_sighup_and_stops_on_sigterm_within_5_s_saying_offline(tmp_path, mosquitto, listen):
     import os
     import signal
@@ -228,7 +205,7 @@ def test_the_service_reloads_on_sighup_and_stops_on_sigterm_within_5_s_saying_of
 
     config = tmp_path / "config.toml"
     # no unknown at first: a synthetic frame is nothing like the cat photo, but it is called cat
-    write_config(config, tmp_path, mosquitto, "[classifier]\nunknown_threshold = 0.0\n")
+    write_service_config(config, tmp_path, mosquitto, "[classifier]\nunknown_threshold = 0.0\n")
     watch = listen("edgeknn/testpi/#")
     proc = subprocess.Popen([sys.executable, "-m", "edgeknn", "run", "--config", str(config)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -246,8 +223,8 @@ def test_the_service_reloads_on_sighup_and_stops_on_sigterm_within_5_s_saying_of
 
         # SIGHUP: a synthetic frame is nothing like the cat photo (similarity far below 0.999),
         # and an unchanged label is now repeated only once an hour
-        write_config(config, tmp_path, mosquitto,
-                     "[classifier]\nunknown_threshold = 0.999\n[pipeline]\nprediction_interval = 3600\n")
+        write_service_config(config, tmp_path, mosquitto,
+                             "[classifier]\nunknown_threshold = 0.999\n[pipeline]\nprediction_interval = 3600\n")
         proc.send_signal(signal.SIGHUP)
         wait_until(lambda: predictions(watch)[-1]["unknown"] is True, what="the new threshold to apply")
         seen = len(predictions(watch))
@@ -274,7 +251,7 @@ def test_a_bad_config_stops_start_up_with_one_line_naming_the_key(tmp_path, mosq
     import sys
 
     config = tmp_path / "config.toml"
-    write_config(config, tmp_path, mosquitto, "[classifier]\nk = 0\n")
+    write_service_config(config, tmp_path, mosquitto, "[classifier]\nk = 0\n")
     result = subprocess.run([sys.executable, "-m", "edgeknn", "run", "--config", str(config)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2

@@ -13,6 +13,7 @@ from conftest import DATASETS, IMAGES, MODELS
 
 from edgeknn.cli import main
 from edgeknn.cli.detect import detect_annotated
+from edgeknn.config import DetectorConfig, ModelsConfig
 from edgeknn.errors import AnnotationError, DetectorError
 from edgeknn.tools.annotations import (
     AnnotatedImage,
@@ -30,7 +31,7 @@ from edgeknn.tools.detection_eval import (
     match_labels,
     parse_class_map,
 )
-from edgeknn.vision.engines import build_detector
+from edgeknn.vision.engines import detector_from_config
 
 
 def gt(image, box, label="cat", ignore=False):
@@ -384,7 +385,8 @@ def test_eval_detector_agrees_with_pycocotools_on_real_raccoon_detections(capsys
     raccoon = DATASETS / "raccoon"
     items = load_annotations(raccoon / "annotations", raccoon / "images")
     # as eval-detector builds it
-    detector = build_detector(threshold=0.05, max_detections=100, models_dir=tmp_path, mirror=str(MODELS))
+    detector = detector_from_config(DetectorConfig(threshold=0.05, max_detections=100),
+                                    ModelsConfig(dir=tmp_path, mirror=str(MODELS)))
     match, _ = match_labels(sorted(detector.labels.labels),
                             [o.label for item in items for o in item.objects], class_agnostic=True)
     truth, found = detect_annotated(detector, items, match)

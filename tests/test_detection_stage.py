@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import IMAGES, MODELS
 
-from edgeknn.config import ClassifierConfig, MqttQosConfig
+from edgeknn.config import ClassifierConfig, DetectorConfig, MqttQosConfig
 from edgeknn.errors import DetectorError
 from edgeknn.images import load_image
 from edgeknn.mqtt import RecordingPublisher
@@ -23,9 +23,8 @@ from edgeknn.results import Frame, Prediction
 from edgeknn.service.detection_stage import DetectionStage, RateGate
 from edgeknn.service.engine import Engine
 from edgeknn.service.pipeline import Processed
-from edgeknn.store import Store
 from edgeknn.vision.detector import open_detector
-from edgeknn.vision.fake import FakeDetector, FakeEmbedder
+from edgeknn.vision.fake import FakeDetector
 
 TOPICS = Topics.for_device("testpi")
 RED, BLUE = (200, 30, 30), (30, 30, 200)
@@ -71,24 +70,13 @@ def detector():
 
 
 @pytest.fixture
-def embedder():
-    return FakeEmbedder()
-
-
-@pytest.fixture
-def store(tmp_path, embedder):
-    with Store.open(tmp_path / "store.db") as store:
-        store.bind(embedder.info.fingerprint, embedder.info.dim)
-        yield store
-
-
-@pytest.fixture
 def engine(embedder, store, detector):
     return Engine(embedder, store, ClassifierConfig(), detector)
 
 
 def stage(engine, published, clock, **options) -> DetectionStage:
-    return DetectionStage(engine, Announcer(published, TOPICS, MqttQosConfig()), clock=clock, **options)
+    return DetectionStage(engine, Announcer(published, TOPICS, MqttQosConfig()), DetectorConfig(**options),
+                          clock=clock)
 
 
 def messages(published) -> list[dict]:
@@ -128,7 +116,7 @@ def test_the_stage_reports_its_share_of_the_loop_on_the_given_clock(engine, publ
         clock.advance(0.01)
         return clock()
 
-    s = DetectionStage(engine, Announcer(published, TOPICS, MqttQosConfig()), clock=ticking)
+    s = DetectionStage(engine, Announcer(published, TOPICS, MqttQosConfig()), DetectorConfig(), clock=ticking)
     s.on_frame(processed(picture()))
     s.on_frame(processed(picture()))
     assert s.runs == 2 and s.seconds == pytest.approx(0.02)
@@ -219,7 +207,7 @@ def test_largest_object_with_nothing_in_view_is_none(engine, published, clock):
 
 def test_the_real_pets_detector_finds_the_cat_in_a_photo(embedder, store, published, clock):
     detector = open_detector(MODELS / "ssd_mobilenet_v1_pets_quant_postprocess.tflite",
-                             MODELS / "pets_labels.txt", threads=1, threshold=0.5)
+                             MODELS / "pets_labels.txt", DetectorConfig(threads=1, threshold=0.5))
     s = stage(Engine(embedder, store, ClassifierConfig(), detector), published, clock)
     image = load_image(IMAGES / "cat.bmp")
     s.on_frame(processed(image))

@@ -11,6 +11,7 @@ from conftest import IMAGES, MODELS
 from PIL import Image
 
 from edgeknn.cli import main
+from edgeknn.config import DetectorConfig
 from edgeknn.errors import DetectorError
 from edgeknn.images import crop_for, load_image
 from edgeknn.results import Box
@@ -163,7 +164,7 @@ def test_uint8_input_takes_raw_pixels_int8_shifted_float_normalised():
 
 @pytest.fixture(scope="module")
 def detector() -> Detector:
-    return open_detector(PET_MODEL, PET_LABELS, accelerator="cpu", threshold=0.45)
+    return open_detector(PET_MODEL, PET_LABELS, DetectorConfig(accelerator="cpu", threshold=0.45))
 
 
 def direct_run(image: Image.Image):
@@ -208,16 +209,16 @@ def test_each_pet_is_found_where_a_direct_run_finds_it(detector, name):
 
 @pytest.mark.parametrize("name", NO_PETS)
 def test_nothing_is_found_in_photos_without_pets(name):
-    detector = open_detector(PET_MODEL, PET_LABELS, accelerator="cpu")  # threshold 0.5
+    detector = open_detector(PET_MODEL, PET_LABELS, DetectorConfig(accelerator="cpu"))  # threshold 0.5
     assert detector.detect(load_image(IMAGES / name)) == []
 
 
 def test_bird_is_mistaken_for_a_sphynx_which_an_allow_list_removes():
     frame = load_image(IMAGES / "bird.bmp")
-    everything = open_detector(PET_MODEL, PET_LABELS, accelerator="cpu")
+    everything = open_detector(PET_MODEL, PET_LABELS, DetectorConfig(accelerator="cpu"))
     assert [(d.label, round(d.score, 1)) for d in everything.detect(frame)] == [("Sphynx", 0.6)]
     no_sphynx = read_labels(PET_LABELS).labels - {"Sphynx"}
-    allowed = open_detector(PET_MODEL, PET_LABELS, accelerator="cpu", allow=no_sphynx)
+    allowed = open_detector(PET_MODEL, PET_LABELS, DetectorConfig(accelerator="cpu", allow=tuple(sorted(no_sphynx))))
     assert allowed.detect(frame) == []
 
 
@@ -229,7 +230,7 @@ def test_center_crop_maps_boxes_back_to_the_uncropped_frame(detector):
     class_id, _, (x0, y0, x1, y1) = direct_run(square)
     padded = Image.new("RGB", (341 + 200, 341), (128, 128, 128))
     padded.paste(square, (100, 0))
-    cropping = open_detector(PET_MODEL, PET_LABELS, accelerator="cpu", resize="center-crop")
+    cropping = open_detector(PET_MODEL, PET_LABELS, DetectorConfig(accelerator="cpu", resize="center-crop"))
     d = cropping.detect(np.asarray(padded))[0]
     assert d.class_id == class_id
     assert pixel_iou(d.box_px, (x0 + 100, y0, x1 + 100, y1)) >= 0.9
@@ -238,26 +239,26 @@ def test_center_crop_maps_boxes_back_to_the_uncropped_frame(detector):
 def test_a_classifier_opened_as_detector_fails_at_load():
     tiny = MODELS / "mobilenet_v1_0.25_128_quant.tflite"
     with pytest.raises(DetectorError, match="mobilenet_v1_0.25_128_quant.tflite is not an SSD"):
-        open_detector(tiny, PET_LABELS, accelerator="cpu")
+        open_detector(tiny, PET_LABELS, DetectorConfig(accelerator="cpu"))
 
 
 def test_a_label_file_shorter_than_the_models_classes_fails_at_load(tmp_path):
     short = tmp_path / "short.txt"
     short.write_text("???\n" + "\n".join(f"breed{k}" for k in range(10)) + "\n")
     with pytest.raises(DetectorError, match=r"up to 9, but .* reports 37 classes"):
-        open_detector(PET_MODEL, short, accelerator="cpu")
+        open_detector(PET_MODEL, short, DetectorConfig(accelerator="cpu"))
 
 
 def test_an_allowed_label_not_in_the_label_file_fails_at_load_with_a_suggestion():
     with pytest.raises(DetectorError, match="did you mean 'Sphynx'"):
-        open_detector(PET_MODEL, PET_LABELS, accelerator="cpu", allow={"sphinx"})
+        open_detector(PET_MODEL, PET_LABELS, DetectorConfig(accelerator="cpu", allow=("sphinx",)))
 
 
 def test_a_class_id_missing_from_a_label_file_with_gaps_is_reported_as_its_id(tmp_path, caplog):
     labels = read_labels(PET_LABELS)
     gappy = tmp_path / "gappy.txt"
     gappy.write_text("".join(f"{i} {n}\n" for i, n in labels.names.items() if i != 11))
-    detector = open_detector(PET_MODEL, gappy, accelerator="cpu")
+    detector = open_detector(PET_MODEL, gappy, DetectorConfig(accelerator="cpu"))
     frame = load_image(IMAGES / "cat.bmp")
     with caplog.at_level(logging.WARNING, logger="edgeknn.vision.detector"):
         assert [d.label for d in detector.detect(frame)] == ["id:11"]
@@ -295,7 +296,7 @@ def test_a_label_file_one_longer_than_the_classes_warns_of_an_unmarked_backgroun
     shifted = tmp_path / "shifted.txt"
     shifted.write_text("nothing\n" + "\n".join(read_labels(PET_LABELS).names.values()) + "\n")
     with caplog.at_level(logging.WARNING, logger="edgeknn.vision.detector"):
-        open_detector(PET_MODEL, shifted, accelerator="cpu")
+        open_detector(PET_MODEL, shifted, DetectorConfig(accelerator="cpu"))
     assert "write it as ???" in caplog.text
 
 
@@ -314,10 +315,10 @@ class UnnamedOutputs:
 
 
 def test_classes_and_scores_with_useless_names_are_sorted_out_by_content():
-    real = open_detector(PET_MODEL, PET_LABELS, accelerator="cpu").opened
+    real = open_detector(PET_MODEL, PET_LABELS, DetectorConfig(accelerator="cpu")).opened
     opened = OpenedModel(UnnamedOutputs(real.interpreter), "cpu", real.path)
     unknown_graph = PostProcessOptions(num_classes=37, max_detections=10, outputs=())
-    detector = Detector(opened, read_labels(PET_LABELS), postprocess=unknown_graph)
+    detector = Detector(opened, read_labels(PET_LABELS), DetectorConfig(), postprocess=unknown_graph)
     assert detector.layout.classes_scores_unsure
     assert [d.label for d in detector.detect(load_image(IMAGES / "cat.bmp"))] == ["Egyptian_Mau"]
     assert not detector.layout.classes_scores_unsure

@@ -13,7 +13,7 @@ EXTRACTOR = MODELS / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"
 
 @pytest.fixture(scope="module")
 def embedder():
-    return open_embedder(EXTRACTOR, threads=1)
+    return open_embedder(EXTRACTOR, accelerator="cpu", threads=1, resize="center-crop")
 
 
 def test_embeddings_are_unit_vectors_of_the_model_width(embedder):
@@ -39,15 +39,17 @@ def test_the_same_image_embeds_the_same_at_any_size(embedder):
 def test_resize_policy_changes_what_the_model_sees():
     wide = np.zeros((100, 400, 3), dtype=np.uint8)
     wide[:, :100] = 255  # a white band at the left edge, cut away by centre-crop
-    crop = open_embedder(EXTRACTOR, threads=1, resize="center-crop").embed(wide)
-    squash = open_embedder(EXTRACTOR, threads=1, resize="squash").embed(wide)
-    black = open_embedder(EXTRACTOR, threads=1).embed(np.zeros((224, 224, 3), np.uint8))
+    crop = open_embedder(EXTRACTOR, accelerator="cpu", threads=1, resize="center-crop").embed(wide)
+    squash = open_embedder(EXTRACTOR, accelerator="cpu", threads=1, resize="squash").embed(wide)
+    black = open_embedder(EXTRACTOR, accelerator="cpu", threads=1, resize="center-crop").embed(
+        np.zeros((224, 224, 3), np.uint8))
     assert crop @ black > squash @ black
 
 
 def test_a_named_intermediate_tensor_serves_as_the_embedding():
     e = open_embedder(MODELS / "mobilenet_v2_1.0_224_quant.tflite",
-                      embedding_tensor="MobilenetV2/Logits/AvgPool", threads=1)
+                      embedding_tensor="MobilenetV2/Logits/AvgPool", accelerator="cpu", threads=1,
+                      resize="center-crop")
     assert e.info.dim == 1280
     a = e.embed_file(IMAGES / "imprinting" / "dog_train_0.bmp")
     b = e.embed_file(IMAGES / "imprinting" / "dog_test_0.bmp")
@@ -57,7 +59,8 @@ def test_a_named_intermediate_tensor_serves_as_the_embedding():
 
 def test_an_unknown_tensor_name_lists_the_outputs():
     with pytest.raises(ModelError, match="no tensor named 'nope'.*MobilenetV2/Predictions"):
-        open_embedder(MODELS / "mobilenet_v2_1.0_224_quant.tflite", embedding_tensor="nope")
+        open_embedder(MODELS / "mobilenet_v2_1.0_224_quant.tflite", embedding_tensor="nope", accelerator="cpu",
+                      resize="center-crop")
 
 
 def test_fingerprint_is_model_hash_and_tensor(embedder):
@@ -66,7 +69,8 @@ def test_fingerprint_is_model_hash_and_tensor(embedder):
 
 def test_an_edgetpu_model_without_a_tpu_says_so():
     with pytest.raises(EdgeTpuModelOnCpu, match="edgetpu-custom-op"):
-        open_embedder(MODELS / "mobilenet_v1_1.0_224_quant_embedding_extractor_edgetpu.tflite")
+        open_embedder(MODELS / "mobilenet_v1_1.0_224_quant_embedding_extractor_edgetpu.tflite",
+                      accelerator="auto", resize="center-crop")
 
 
 def test_auto_falls_back_to_the_cpu_model_when_no_tpu_answers():
@@ -74,6 +78,7 @@ def test_auto_falls_back_to_the_cpu_model_when_no_tpu_answers():
         EXTRACTOR,
         edgetpu_model=MODELS / "mobilenet_v1_1.0_224_quant_embedding_extractor_edgetpu.tflite",
         accelerator="auto",
+        resize="center-crop",
     )
     assert e.info.backend == "cpu"
 
@@ -84,6 +89,7 @@ def test_asking_for_the_edgetpu_without_one_is_a_clear_error():
             EXTRACTOR,
             edgetpu_model=MODELS / "mobilenet_v1_1.0_224_quant_embedding_extractor_edgetpu.tflite",
             accelerator="edgetpu",
+            resize="center-crop",
         )
 
 
@@ -91,7 +97,7 @@ def test_a_file_that_is_not_a_model_is_named(tmp_path):
     bad = tmp_path / "model.tflite"
     bad.write_bytes(b"<html>404</html>" * 10)
     with pytest.raises(NotATFLiteModel, match=str(bad)):
-        open_embedder(bad)
+        open_embedder(bad, accelerator="cpu", resize="center-crop")
 
 
 def test_inputs_follow_the_model_quantization():

@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 from conftest import IMAGES, MODELS
 
-from edgeknn.config import ClassifierConfig
+from edgeknn.config import ClassifierConfig, DetectorConfig
 from edgeknn.errors import DetectorError, ModelError
 from edgeknn.images import load_image
 from edgeknn.service.engine import Detects, Embeds, Engine
-from edgeknn.store import Store
 from edgeknn.vision.detector import open_detector
 from edgeknn.vision.embedder import open_embedder
 from edgeknn.vision.fake import FakeAccelerator, FakeDetector, FakeEmbedder
@@ -21,7 +20,8 @@ CAT = load_image(IMAGES / "cat.bmp")
 
 
 def real_embedder() -> Embeds:
-    return open_embedder(MODELS / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite", threads=1)
+    return open_embedder(MODELS / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite",
+                         accelerator="cpu", threads=1, resize="center-crop")
 
 
 def fake_embedder() -> Embeds:
@@ -30,7 +30,7 @@ def fake_embedder() -> Embeds:
 
 def real_detector() -> Detects:
     return open_detector(MODELS / "ssd_mobilenet_v1_pets_quant_postprocess.tflite", MODELS / "pets_labels.txt",
-                         threads=1, threshold=0.3)
+                         DetectorConfig(threads=1, threshold=0.3))
 
 
 def fake_detector() -> Detects:
@@ -84,13 +84,6 @@ def test_the_fakes_fail_as_the_real_models_do_when_asked():
 
 
 # ----- the engine -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def store(tmp_path):
-    with Store.open(tmp_path / "store.db") as store:
-        store.bind(FakeEmbedder().info.fingerprint, FakeEmbedder.DIM)
-        yield store
 
 
 def test_the_embedder_and_the_detector_never_run_at_once_whichever_threads_ask(store):

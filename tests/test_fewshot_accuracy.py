@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import DATASETS, MODELS
+from conftest import DATASETS, SHARED_MODELS
 
 from edgeknn.classify import Examples, classify
-from edgeknn.config import ClassifierConfig
+from edgeknn.config import ClassifierConfig, EmbedderConfig
 from edgeknn.dataset import load_dataset
 from edgeknn.head import fit_head
 from edgeknn.images import load_image
 from edgeknn.tools.evaluation import evaluate
-from edgeknn.vision.engines import build_embedder
+from edgeknn.vision.engines import embedder_from_config
 
 SETS = ("flower_photos", "sign_language_digits", "hymenoptera")
 THRESHOLD = ClassifierConfig().unknown_threshold  # the default, 0.25
@@ -33,7 +33,7 @@ SHOTS = (3, 5, 7)
 
 @pytest.fixture(scope="module")
 def embedder():
-    return build_embedder(accelerator="cpu", mirror=str(MODELS))
+    return embedder_from_config(EmbedderConfig(accelerator="cpu"), SHARED_MODELS)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 
 from edgeknn import logreg
 from edgeknn.classify import Examples, classify
-from edgeknn.config import ClassifierConfig
+from edgeknn.config import ClassifierConfig, EmbedderConfig
 from edgeknn.errors import ModelError
 from edgeknn.features import FeatureTransform, decode_mean, encode_mean, generic_mean
 from edgeknn.head import fit_head, views_in_effect
@@ -20,9 +20,9 @@ from edgeknn.service.pipeline import FrameSlot
 from edgeknn.service.refit import Refitter, even_sample, wait_for_head
 from edgeknn.service.teacher import Teacher
 from edgeknn.store import NewExample, Store
-from edgeknn.vision.engines import build_embedder
+from edgeknn.vision.engines import embedder_from_config
 from edgeknn.vision.models import parse_manifest
-from tests.conftest import DATASETS, MODELS
+from tests.conftest import DATASETS, SHARED_MODELS
 
 
 def clusters(rng, n_classes, per_class, dim=32, spread=0.3):
@@ -88,7 +88,7 @@ def test_the_manifest_mean_round_trips_and_a_bad_one_names_its_key():
 
 
 def test_the_default_embedder_carries_its_transform_into_the_head_fingerprint():
-    embedder = build_embedder(accelerator="cpu", mirror=str(MODELS))
+    embedder = embedder_from_config(EmbedderConfig(accelerator="cpu"), SHARED_MODELS)
     assert embedder.info.features.id.startswith("pow0.5-mean")
     assert embedder.info.head_fingerprint == f"{embedder.info.fingerprint}+{embedder.info.features.id}"
 
@@ -125,7 +125,7 @@ def test_a_big_store_is_sampled_evenly_across_classes_for_the_fit():
 @pytest.fixture
 def digits_store(tmp_path):
     """A store of 10 hand-sign classes x 10 real embeddings, and the embedder that made them."""
-    embedder = build_embedder(accelerator="cpu", threads=1, mirror=str(MODELS))
+    embedder = embedder_from_config(EmbedderConfig(accelerator="cpu", threads=1), SHARED_MODELS)
     store = Store.open(tmp_path / "s.db")
     store.bind(embedder.info.fingerprint, embedder.info.dim)
     folders = sorted(p for p in (DATASETS / "sign_language_digits").iterdir() if p.is_dir())
@@ -149,7 +149,7 @@ def test_a_button_press_on_a_10x10_store_changes_the_next_scores_and_the_refit_f
         _, before = engine.embed_and_predict(query)
         slot = FrameSlot()
         slot.put(Frame(load_image(sorted(folders[3].iterdir())[20]), 1, time.monotonic(), time.time()))
-        teacher = Teacher(engine, slot, on_change=lambda counts: None)
+        teacher = Teacher(engine, slot, on_change=lambda counts: None, default_target="frame")
         teacher.add_from_button(folders[3].name)
         # The very next frame already counts the new example (the class means answer) ...
         _, next_frame = engine.embed_and_predict(query)
@@ -195,8 +195,8 @@ def test_models_features_prints_manifest_lines_for_a_stated_image_set(tmp_path, 
 
 
 def test_the_two_model_embedder_concatenates_unit_halves_and_names_both_in_its_fingerprint():
-    pair = build_embedder("mobilenet_v1_v2_concat", accelerator="cpu", threads=1, mirror=str(MODELS))
-    v1 = build_embedder("mobilenet_v1_embedder", accelerator="cpu", threads=1, mirror=str(MODELS))
+    pair = embedder_from_config(EmbedderConfig("mobilenet_v1_v2_concat", accelerator="cpu", threads=1), SHARED_MODELS)
+    v1 = embedder_from_config(EmbedderConfig("mobilenet_v1_embedder", accelerator="cpu", threads=1), SHARED_MODELS)
     image = load_image(sorted((DATASETS / "hymenoptera" / "ants").iterdir())[0])
     joined = pair.embed(image)
     assert pair.info.dim == 1024 + 1280 and joined.shape == (2304,)

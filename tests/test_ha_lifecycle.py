@@ -6,6 +6,7 @@ import json
 
 from conftest import IMAGES, ScriptedCamera, wait_until
 
+from edgeknn.config import HomeAssistantConfig
 from edgeknn.mqtt import RecordingPublisher
 from edgeknn.mqtt.discovery import DeviceDescription
 from edgeknn.mqtt.topics import Topics
@@ -39,6 +40,7 @@ class Timers:
 
 
 def make_link(classes, **options):
+    options.setdefault("snapshot_interval", HomeAssistantConfig().snapshot_interval)
     publisher, timers, sent = RecordingPublisher(), Timers(), []
     link = HomeAssistantLink(publisher, TOPICS, DEVICE, classes=lambda: dict(classes),
                              resend_states=lambda: sent.append("states"),

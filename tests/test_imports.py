@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 
-from conftest import MODELS, wait_until
+from conftest import wait_until, write_service_config
 
 
 def imported_modules(importtime_log: str) -> set[str]:
@@ -23,30 +23,13 @@ def imported_modules(importtime_log: str) -> set[str]:
 
 def test_the_running_service_imports_no_tools(tmp_path, mosquitto, listen):
     config = tmp_path / "config.toml"
-    config.write_text(f"""
-device_id = "testpi"
-[store]
-path = "{tmp_path / 'store.db'}"
-[models]
-dir = "{tmp_path / 'models'}"
-mirror = "{MODELS}"
-[camera]
-source = "synthetic"
-fps = 15
-[mqtt]
-host = "{mosquitto.host}"
-port = {mosquitto.port}
+    write_service_config(config, tmp_path, mosquitto, """
 [detector]
 enabled = true
-[web]
-host = "127.0.0.1"
-port = 0
 [gpio]
 enabled = true
 pin_factory = "mock"
-buttons = [{{pin = 17, label = "cat"}}]
-[logging]
-level = "info"
+buttons = [{pin = 17, label = "cat"}]
 """)
     watch = listen("edgeknn/testpi/#")
     proc = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "edgeknn", "run", "--config", str(config)],

@@ -11,12 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
+from command_target import Store
 from conftest import TIMEOUT, wait_until
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edgeknn.config import MqttConfig, MqttTlsConfig
-from edgeknn.errors import ConfigError, UnknownLabel
+from edgeknn.errors import ConfigError
 from edgeknn.mqtt.client import MqttClient
 from edgeknn.mqtt.commands import handle_message
 from edgeknn.mqtt.topics import Topics
@@ -24,40 +25,6 @@ from edgeknn.tools.devbroker import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 TOPICS = Topics("test/dev")
-
-
-class Store:
-    """A small CommandTarget: the real command handling runs on top of it."""
-
-    def __init__(self) -> None:
-        self.counts = {"cat": 2}
-        self.entered = threading.Event()
-        self.release: threading.Event | None = None  # set to make commands wait
-
-    def add(self, label, count, image, target):
-        self.entered.set()
-        if self.release is not None:
-            self.release.wait(TIMEOUT)
-        self.counts[label] = self.counts.get(label, 0) + count
-        return {"counts": dict(self.counts)}
-
-    def remove_label(self, label):
-        if label not in self.counts:
-            raise UnknownLabel(f"no class {label!r}")
-        return {"removed": self.counts.pop(label)}
-
-    def remove_example(self, example_id):
-        return {}
-
-    def clear(self):
-        self.counts.clear()
-        return {}
-
-    def rename(self, old, new):
-        return {}
-
-    def snapshot(self):
-        return {"bytes": 0}
 
 
 @pytest.fixture

@@ -12,16 +12,15 @@ import json
 import logging
 import shutil
 import subprocess
-import threading
 import time
 
 import pytest
+from command_target import Store
 from conftest import TIMEOUT, wait_until
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edgeknn.config import MqttConfig, MqttTlsConfig
-from edgeknn.errors import UnknownLabel
 from edgeknn.mqtt.client import MqttClient
 from edgeknn.mqtt.commands import handle_message
 from edgeknn.mqtt.topics import Topics
@@ -29,39 +28,6 @@ from edgeknn.tools.devbroker import LocalBroker
 
 TOPICS = Topics("test/dev")
 CLEAR = b'{"confirm": true, "id": "retained"}'
-
-
-class Store:
-    """A CommandTarget that records what was committed."""
-
-    def __init__(self) -> None:
-        self.counts = {"cat": 2}
-        self.committed: list[str] = []  # the label of every add carried out
-        self.lock = threading.Lock()
-
-    def add(self, label, count, image, target):
-        with self.lock:
-            self.counts[label] = self.counts.get(label, 0) + count
-            self.committed.append(label)
-        return {"counts": dict(self.counts)}
-
-    def remove_label(self, label):
-        if label not in self.counts:
-            raise UnknownLabel(f"no class {label!r}")
-        return {"removed": self.counts.pop(label)}
-
-    def remove_example(self, example_id):
-        return {}
-
-    def clear(self):
-        self.counts.clear()
-        return {}
-
-    def rename(self, old, new):
-        return {}
-
-    def snapshot(self):
-        return {"bytes": 0}
 
 
 @pytest.fixture
@@ -115,18 +81,15 @@ def test_a_retained_clear_sent_while_the_device_was_away_is_refused(make_client,
     assert store.counts == {"cat": 2}
 
 
-def test_a_retained_command_is_answered_once_not_at_every_reconnect(mosquitto, make_client, listen):
+def test_a_retained_command_is_answered_once_not_at_every_restart(make_client, listen):
     watcher = listen()
     watcher.send(TOPICS.command("clear"), CLEAR, retain=True)
-    client = connected(make_client(Store()))
+    connected(make_client(Store())).stop()  # refuses it once
     watcher.wait_for(TOPICS.cmd_result)
-    mosquitto.stop()
-    wait_until(lambda: not client.is_connected, what="the client to notice")
-    mosquitto.start()  # no persistence: the retained command is gone with the broker
-    wait_until(lambda: client.is_connected, what="the client to reconnect")
-    watcher = listen()
+    connected(make_client(Store()))  # the session resumes: the subscription is not new
     watcher.send(TOPICS.command("snapshot"), b'{"id": "after"}')
-    assert [m.json()["id"] for m in watcher.wait_for(TOPICS.cmd_result)] == ["after"]
+    watcher.wait_for(TOPICS.cmd_result, count=2)
+    assert [m.json()["id"] for m in watcher.on(TOPICS.cmd_result)] == ["retained", "after"]
 
 
 def test_a_helper_that_takes_no_commands_beside_the_device_leaves_one_reply(make_client, listen):

@@ -12,6 +12,7 @@ import pytest
 from edgeknn.cameras.base import CameraStopped
 from edgeknn.cameras.picam import PiCamera
 from edgeknn.cameras.retry import Backoff, RetryingCamera
+from edgeknn.config import CameraConfig
 from edgeknn.errors import CameraError
 
 STUBS = Path(__file__).parent / "stubs"
@@ -88,13 +89,13 @@ def test_a_stalled_camera_is_reopened_and_delivers_again(stub):
 def test_debian_picamera2_under_numpy_2_is_a_camera_error_with_the_fix(stub):
     stub("numpy2")
     with pytest.raises(CameraError, match=r"picamera2 does not import with numpy .*numpy<2"):
-        PiCamera(64, 48).open()
+        PiCamera(64, 48, fps=10, lores=False).open()
 
 
 def test_picamera2_before_0_3_20_is_refused_with_the_upgrade_command(stub):
     stub("0.3.16")
     with pytest.raises(CameraError, match=r"too old.*0\.3\.20.*apt install --only-upgrade python3-picamera2"):
-        PiCamera(64, 48).open()
+        PiCamera(64, 48, fps=10, lores=False).open()
 
 
 class CloseHangs:
@@ -117,7 +118,9 @@ class CloseHangs:
 
 def test_a_failure_is_reported_before_the_camera_is_closed():
     camera, stop, reports = CloseHangs(), threading.Event(), []
-    retrying = RetryingCamera(camera, stop=stop, on_state=lambda ok, message: reports.append(message))
+    defaults = CameraConfig()
+    retrying = RetryingCamera(camera, stop=stop, on_state=lambda ok, message: reports.append(message),
+                              backoff=Backoff(defaults.retry_initial, defaults.retry_max))
     retrying.open()
     def read() -> None:
         with pytest.raises(CameraStopped):  # fails, hangs in close(), then sees the stop

@@ -390,7 +390,8 @@ def test_timings_report_percentiles_and_the_processed_frame_rate():
 
 
 def test_with_the_real_embedder_a_taught_cat_is_recognised_in_another_photo(store, clock):
-    embedder = open_embedder(MODELS / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite", threads=1)
+    embedder = open_embedder(MODELS / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite",
+                             accelerator="cpu", threads=1, resize="center-crop")
     store.bind(embedder.info.fingerprint, embedder.info.dim)
     for label in ("cat", "dog"):
         store.add(label, embedder.embed(load_image(IMAGES / "imprinting" / f"{label}_train_0.bmp")))

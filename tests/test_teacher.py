@@ -20,7 +20,6 @@ from edgeknn.results import Frame
 from edgeknn.service.engine import Engine
 from edgeknn.service.pipeline import FrameSlot
 from edgeknn.service.teacher import Teacher
-from edgeknn.store import Store
 from edgeknn.vision.fake import FakeDetector, FakeEmbedder
 
 WAIT = 0.05  # seconds the teacher waits for a camera frame here (5 in the service)
@@ -53,18 +52,6 @@ class Changes:
 
 
 @pytest.fixture
-def embedder():
-    return FakeEmbedder()
-
-
-@pytest.fixture
-def store(tmp_path, embedder):
-    with Store.open(tmp_path / "store.db") as store:
-        store.bind(embedder.info.fingerprint, embedder.info.dim)
-        yield store
-
-
-@pytest.fixture
 def slot():
     return FrameSlot()
 
@@ -88,7 +75,8 @@ def detector():
 def teacher(embedder, store, slot, changes, detector):
     engine = Engine(embedder, store, ClassifierConfig(), detector)
     snapshots: list[bytes] = []
-    teacher = Teacher(engine, slot, on_change=changes, on_snapshot=snapshots.append, frame_wait=WAIT)
+    teacher = Teacher(engine, slot, on_change=changes, on_snapshot=snapshots.append, default_target="frame",
+                      frame_wait=WAIT)
     teacher.snapshots = snapshots
     return teacher
 
@@ -136,7 +124,8 @@ class ScriptedFrames:
 
 def test_a_count_teaches_that_many_frames_each_newer_than_the_last(embedder, store):
     frames = ScriptedFrames(5, 6, 7, 8)
-    teacher = Teacher(Engine(embedder, store, ClassifierConfig()), frames, on_change=Changes())
+    teacher = Teacher(Engine(embedder, store, ClassifierConfig()), frames, on_change=Changes(),
+                      default_target="frame")
     reply = teacher.add("cat", 3)
     assert len(reply["example_ids"]) == 3 and store.counts() == {"cat": 3}
     assert taught_values(embedder) == [5, 6, 7] and frames.asked == [-1, 0, 1]
@@ -211,7 +200,8 @@ def test_largest_object_with_nothing_in_view_is_a_clear_error(teacher, camera, s
 
 
 def test_largest_object_without_a_detector_says_how_to_enable_it(embedder, store, slot, camera):
-    teacher = Teacher(Engine(embedder, store, ClassifierConfig()), slot, on_change=Changes(), frame_wait=WAIT)
+    teacher = Teacher(Engine(embedder, store, ClassifierConfig()), slot, on_change=Changes(),
+                      default_target="frame", frame_wait=WAIT)
     camera.shows(1)
     with pytest.raises(EdgeKnnError, match=r"\[detector\] enabled = true"):
         teacher.add("cat", target="largest_object")
@@ -276,7 +266,7 @@ class SlowFrames:
 def test_two_teachers_at_once_never_teach_the_same_frame(embedder, store, slot, camera):
     """The MQTT worker and the button worker teach at the same time."""
     teacher = Teacher(Engine(embedder, store, ClassifierConfig()), SlowFrames(slot), on_change=Changes(),
-                      frame_wait=WAIT)
+                      default_target="frame", frame_wait=WAIT)
     camera.shows(1)
     start = threading.Barrier(2)
     errors: list[BaseException] = []

@@ -39,7 +39,7 @@ MIN_FRAME_TIMEOUT = 2.0
 
 class PiCamera:
     def __init__(
-        self, width: int = 640, height: int = 480, *, fps: float = 10.0, lores: bool = True,
+        self, width: int, height: int, *, fps: float, lores: bool,
         model_size: tuple[int, int] | None = None, camera_num: int = 0,
     ) -> None:
         self.name = f"picamera2 {camera_num}"

@@ -38,7 +38,7 @@ class Backoff:
     """
 
     def __init__(
-        self, initial: float = 1.0, maximum: float = 30.0, *, jitter: float = 0.2,
+        self, initial: float, maximum: float, *, jitter: float = 0.2,
         rng: random.Random | None = None,
     ) -> None:
         if not 0 < initial <= maximum:
@@ -65,7 +65,7 @@ def _ignore(ok: bool, message: str) -> None:
 class RetryingCamera:
     def __init__(
         self, camera: Camera, *, stop: threading.Event, on_state: OnState = _ignore,
-        backoff: Backoff | None = None, on_retry: Callable[[float], None] | None = None,
+        backoff: Backoff, on_retry: Callable[[float], None] | None = None,
         log_interval: float = 60.0,
     ) -> None:
         """``on_retry(delay)`` is told before each wait to reopen; a recurring failure
@@ -74,7 +74,7 @@ class RetryingCamera:
         self.name = camera.name
         self.stop = stop
         self.on_state = on_state
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff
         self.is_open = False
         self._is_ok: bool | None = None  # as last reported
         self._on_retry = on_retry

@@ -40,7 +40,7 @@ class SyntheticCamera:
     """Delivers :func:`synthetic_frame` 0, 1, 2, ... at ``fps`` (0 = as fast as asked)."""
 
     def __init__(
-        self, width: int = 640, height: int = 480, fps: float = 10.0,
+        self, width: int, height: int, fps: float,
         *, clock: Clock = time.monotonic, sleep: Sleep = time.sleep,
     ) -> None:
         if width < 2 or height < 2:

@@ -52,6 +52,7 @@ from edgeknn.config.schema import (
     DetectorConfig,
     EmbedderConfig,
     GpioConfig,
+    HomeAssistantConfig,
     LoggingConfig,
     ModelsConfig,
     MqttConfig,
@@ -67,7 +68,7 @@ from edgeknn.errors import ConfigError
 __all__ = [
     "DEFAULT_PATH", "ENV_OVERRIDES", "ButtonConfig", "CameraConfig", "ClassifierConfig",
     "ClearButtonConfig", "Config", "DetectorConfig", "EmbedderConfig", "GpioConfig",
-    "LoggingConfig", "ModelsConfig", "MqttConfig", "MqttQosConfig", "MqttTlsConfig",
+    "HomeAssistantConfig", "LoggingConfig", "ModelsConfig", "MqttConfig", "MqttQosConfig", "MqttTlsConfig",
     "PipelineConfig", "StoreConfig", "WebConfig", "example_text", "load_config", "parse_config", "read_toml",
 ]
 

@@ -18,7 +18,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from edgeknn.mqtt import Publisher
 from edgeknn.mqtt.topics import Topics
@@ -41,7 +41,7 @@ class Stats:
     uptime_s: float
     # What classifies, as in effect: method, views and their cost, feature
     # transform, and the head's rows and fit time (see Daemon.stats).
-    classifier: dict[str, Any] = field(default_factory=dict)
+    classifier: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -137,10 +137,7 @@ class Daemon:
         publisher = self._start_mqtt(mqtt_config(cfg, self.device))
         self.announcer = Announcer(publisher, self.topics, cfg.mqtt.qos)
         if d.enabled:
-            self.detection = DetectionStage(
-                self.engine, self.announcer, classify_objects=d.classify_objects,
-                every_n_frames=d.every_n_frames, max_rate=d.max_rate,
-            )
+            self.detection = DetectionStage(self.engine, self.announcer, d)
 
         self.fresh_frames = FreshFrames(self.slot, max_frame_age(cfg))
         teacher = self.teacher = Teacher(

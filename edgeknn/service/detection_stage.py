@@ -15,6 +15,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from edgeknn.config import DetectorConfig
 from edgeknn.errors import DetectorError, ImageError
 from edgeknn.images import crop_region
 from edgeknn.mqtt.payloads import Announcer
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 class RateGate:
     """Every n-th call, and no more often than ``max_rate`` per second (0: no limit)."""
 
-    def __init__(self, every_n: int = 1, max_rate: float = 0.0,
+    def __init__(self, every_n: int, max_rate: float,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._every_n = every_n
         self._period = 1.0 / max_rate if max_rate > 0 else 0.0
@@ -54,19 +55,20 @@ def largest(detections: list[Detection]) -> Detection | None:
 class DetectionStage:
     """Runs the engine's detector from the processing loop; see the module docstring.
 
-    With ``classify_objects`` each object's crop is also embedded and classified
-    against the store (when it holds examples).
+    ``config`` is the ``[detector]`` section: how often to run
+    (``every_n_frames``, ``max_rate``) and, with ``classify_objects``, each
+    object's crop is also embedded and classified against the store (when it
+    holds examples).
     """
 
-    def __init__(self, engine: Engine, announcer: Announcer, *, classify_objects: bool = False,
-                 every_n_frames: int = 1, max_rate: float = 0.0,
+    def __init__(self, engine: Engine, announcer: Announcer, config: DetectorConfig, *,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if engine.detector is None:
             raise DetectorError("the detection stage needs an engine with a detector")
         self._engine = engine
         self._announcer = announcer
-        self._classify_objects = classify_objects
-        self._gate = RateGate(every_n_frames, max_rate, clock)
+        self._classify_objects = config.classify_objects
+        self._gate = RateGate(config.every_n_frames, config.max_rate, clock)
         self._clock = clock
         self._saw_objects = False
         self.runs = 0

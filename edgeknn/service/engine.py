@@ -14,14 +14,15 @@ written against.  The real ones are :class:`~edgeknn.vision.embedder.Embedder`,
 
 The locking rule
 ----------------
-Six kinds of thread touch the models or the store: the processing loop
+Seven kinds of thread touch the models or the store: the processing loop
 (every frame), the MQTT command worker and the button worker (when they
 teach), the web server's threadpool (``web/app.py`` runs each HTTP command
 through ``run_command`` -> Teacher -> Engine, and reads the store's counts,
 examples and thumbnails, in Starlette's worker threads, several at once), the
-MQTT network thread (counts on reconnecting, Home Assistant's class list) and
-the main thread (stats, SIGHUP).  The rule holds for any thread, and is
-written here and nowhere else:
+MQTT network thread (counts on reconnecting, Home Assistant's class list), the
+refit thread (store snapshots, service/refit.py) and the main thread (stats,
+SIGHUP).  The rule holds for any thread, and is written here and nowhere
+else:
 
 1. **The interpreters are called only through the Engine, under its one
    lock.**  A LiteRT interpreter is not thread-safe, and the embedder and the
@@ -38,15 +39,17 @@ written here and nowhere else:
    ``Processor.configure``, which it applies between frames; frames pass from
    the capture thread through ``FrameSlot``; the Teacher takes one teaching
    request at a time, so the MQTT worker, the button worker and the web
-   threads never teach the same frame.  The detection stage's state belongs to the processing loop alone.
-   The ``[classifier]`` config section is replaced whole (a frozen value) on
-   SIGHUP; a prediction reads it once and sees the old or the new, never a mix.
+   threads never teach the same frame.  The refit thread publishes a new head
+   by replacing it whole.  The detection stage's state belongs to the
+   processing loop alone.  The ``[classifier]`` config section is replaced
+   whole (a frozen value) on SIGHUP; a prediction reads it once and sees the
+   old or the new, never a mix.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -149,10 +152,10 @@ class Engine:
         embedding, mirror = self.embed_views(image)
         return embedding, self.predict(embedding, mirror)
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> dict[str, object]:
         """What classifies, as in effect (for the stats topic)."""
         c, views = self.classifier, self.views
-        out: dict[str, Any] = {"method": c.method, "views": views, "views_cost": VIEW_COST[views],
+        out: dict[str, object] = {"method": c.method, "views": views, "views_cost": VIEW_COST[views],
                                "unknown_threshold": c.unknown_threshold}
         if c.method == "logreg" and self.refitter is not None:
             head = self.refitter.head

@@ -77,7 +77,7 @@ class HomeAssistantLink:
 
     def __init__(self, publisher: Publisher, topics: Topics, device: DeviceDescription, *,
                  classes: Callable[[], dict[str, int]], resend_states: Callable[[], None],
-                 snapshot: Callable[[], object] | None = None, snapshot_interval: float = 10.0,
+                 snapshot: Callable[[], object] | None, snapshot_interval: float,
                  schedule: Callable[[float, Callable[[], None]], Cancellable] = start_timer,
                  delay: Callable[[], float] = lambda: random.uniform(*REDISCOVER_DELAY),
                  clock: Callable[[], float] = time.monotonic) -> None:

@@ -38,7 +38,7 @@ class Teacher:
         *,
         on_change: Callable[[dict[str, int]], None],
         on_snapshot: Callable[[bytes], None] | None = None,
-        default_target: str = "frame",
+        default_target: str,
         frame_wait: float = FRAME_WAIT,
     ) -> None:
         self._engine = engine

@@ -30,12 +30,12 @@ from PIL import Image
 
 from edgeknn.cameras import ReplayCamera
 from edgeknn.cameras.replay import folder_images
-from edgeknn.config import parse_config
+from edgeknn.config import EmbedderConfig, ModelsConfig, parse_config
 from edgeknn.images import fit, load_image
 from edgeknn.service.daemon import Daemon
 from edgeknn.tools.devbroker import LocalBroker
 from edgeknn.vision.detector import Detector
-from edgeknn.vision.engines import build_embedder
+from edgeknn.vision.engines import embedder_from_config
 
 
 def invoke_rate(interpreter: Any, seconds: float) -> float:
@@ -171,7 +171,8 @@ def run(frames: Path, *, seconds: float = 10.0, threads: int = 0, detector: bool
     frames at their own size (the CPU resizes each frame)."""
     with tempfile.TemporaryDirectory(prefix="edgeknn-bench-") as tmp, LocalBroker() as broker:
         models_dir = models_dir or Path(tmp) / "models"
-        probe = build_embedder(threads=threads, models_dir=models_dir, mirror=mirror)
+        probe = embedder_from_config(EmbedderConfig(threads=threads),
+                                     ModelsConfig(dir=models_dir, mirror=mirror or ""))
         raw = invoke_rate(probe.interpreter, min(seconds, 5.0))
         sized = model_sized_frames(frames, probe.input_size, Path(tmp) / "frames")
         del probe

@@ -34,7 +34,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -45,6 +45,9 @@ from edgeknn.images import Crop, as_rgb, fit
 from edgeknn.results import Detection
 from edgeknn.vision.labelmap import LabelMap, read_labels
 from edgeknn.vision.runtime import OpenedModel, open_interpreter
+
+if TYPE_CHECKING:
+    from edgeknn.config import DetectorConfig
 
 log = logging.getLogger(__name__)
 
@@ -291,34 +294,26 @@ def detections_from_outputs(
     return found[:max_detections] if max_detections is not None else found
 
 
-class DetectorOptions(TypedDict, total=False):
-    """What may be passed on to :class:`Detector` by name (its defaults apply to the rest)."""
-
-    threshold: float
-    max_detections: int | None
-    allow: frozenset[str] | None
-    resize: str
-
-
 class Detector:
-    """An SSD detector over one opened interpreter; see the module docstring."""
+    """An SSD detector over one opened interpreter; see the module docstring.
+
+    ``config`` is the ``[detector]`` section: its threshold, max_detections,
+    allow list (empty = every label) and resize apply here.
+    """
 
     def __init__(
         self,
         opened: OpenedModel,
         labels: LabelMap,
+        config: DetectorConfig,
         *,
-        threshold: float = 0.5,
-        max_detections: int | None = 10,
-        allow: frozenset[str] | None = None,
-        resize: str = "squash",
         postprocess: PostProcessOptions | None = None,
     ) -> None:
         self.opened = opened
         self.labels = labels
         name = opened.path.name
-        self.threshold, self.max_detections, self.resize = threshold, max_detections, resize
-        self.allow = frozenset(allow) if allow is not None else None
+        self.threshold, self.max_detections, self.resize = config.threshold, config.max_detections, config.resize
+        self.allow: frozenset[str] | None = frozenset(config.allow) or None
         unknown = sorted(self.allow - labels.labels) if self.allow is not None else []
         if unknown:
             raise DetectorError(
@@ -412,17 +407,15 @@ def _suggest(label: str, labels: LabelMap) -> str:
 def open_detector(
     model: Path,
     labels: Path | LabelMap,
+    config: DetectorConfig,
     *,
     edgetpu_model: Path | None = None,
-    accelerator: str = "auto",
-    device: str | None = None,
-    threads: int | None = None,
-    **options: Unpack[DetectorOptions],
 ) -> Detector:
-    """Open a detector model and its label file; ``options`` go to :class:`Detector`."""
+    """Open a detector model (and its Edge TPU variant) and its label file, as the
+    ``[detector]`` section says (its accelerator, device, threads and options)."""
     label_map = labels if isinstance(labels, LabelMap) else read_labels(labels)
     opened = open_interpreter(
-        Path(model), edgetpu_model=edgetpu_model, accelerator=accelerator,
-        device=device, threads=threads,
+        Path(model), edgetpu_model=edgetpu_model, accelerator=config.accelerator,
+        device=config.device or None, threads=config.threads or None,
     )
-    return Detector(opened, label_map, **options)
+    return Detector(opened, label_map, config)

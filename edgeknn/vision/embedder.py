@@ -78,7 +78,7 @@ class Embedder:
         *,
         fingerprint_sha256: str,
         embedding_tensor: str | None = None,
-        resize: str = "center-crop",
+        resize: str,
         features: FeatureTransform = RAW,
     ) -> None:
         self._interp = opened.interpreter
@@ -159,10 +159,10 @@ def open_embedder(
     *,
     edgetpu_model: Path | None = None,
     embedding_tensor: str | None = None,
-    accelerator: str = "auto",
+    accelerator: str,
     device: str | None = None,
     threads: int | None = None,
-    resize: str = "center-crop",
+    resize: str,
     features: FeatureTransform = RAW,
 ) -> Embedder:
     """Open an embedder.  Its fingerprint is the CPU model's hash, so a store taught

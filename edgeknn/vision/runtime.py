@@ -156,7 +156,7 @@ def open_interpreter(
     cpu_model: Path,
     *,
     edgetpu_model: Path | None = None,
-    accelerator: str = "auto",
+    accelerator: str,
     device: str | None = None,
     threads: int | None = None,
     preserve_all_tensors: bool = False,
