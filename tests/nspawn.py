@@ -69,6 +69,18 @@ def why_not_here() -> str | None:
     return None
 
 
+def _prune(prefix: str, keep: Path, older_than: float = 86400.0) -> None:
+    """Remove the cache's other versions of one thing, once a day old: a new key makes
+    them dead weight, but another checkout's run may still be using one."""
+    for old in keep.parent.glob(f"{prefix}*"):
+        try:
+            stale = time.time() - old.stat().st_mtime > older_than
+        except OSError:
+            continue
+        if old != keep and not old.name.startswith(".") and stale:
+            shutil.rmtree(old, ignore_errors=True)
+
+
 def ensure_rootfs() -> Path:
     """The cached root file system, made by debootstrap if it is not there yet (~3 min)."""
     final = cache_root() / f"nspawn-{version()}"
@@ -95,6 +107,8 @@ def ensure_rootfs() -> Path:
                 raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    _prune("nspawn-bookworm-", final)
+    _prune("nspawn-apt-archives-", apt_archives())
     return final / "rootfs"
 
 
@@ -133,6 +147,7 @@ def ensure_wheelhouse(source: Path, requirements: Sequence[str]) -> Path:
                 raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    _prune("nspawn-wheels-", final)
     return final
 
 
@@ -199,7 +214,13 @@ class Machine:
     def shutdown(self, timeout: float = 60.0) -> None:
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)  # nspawn asks the container's systemd to power off
+            # The copy is thrown away: no need to stop each unit in turn (which waits
+            # for lingering ssh sessions): "poweroff --force --force" ends its PID 1 at once.
+            try:
+                self.run("systemctl poweroff --force --force", check=False, timeout=10)
+                process.wait(20)
+            except (AssertionError, subprocess.TimeoutExpired):
+                process.send_signal(signal.SIGTERM)  # nspawn asks the container's systemd to power off
             try:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -20,6 +20,7 @@ from conftest import ScriptedCamera, make_config, wait_until
 from gpiozero.pins.mock import MockFactory
 from test_daemon import CAT, DOG, command, predictions, reply_to
 
+from edgeknn.cameras import ReplayCamera
 from edgeknn.errors import ModelError
 from edgeknn.service.daemon import Daemon
 from edgeknn.service.systemd import Notifier
@@ -86,9 +87,9 @@ def start(tmp_path, mosquitto):
     started: list[tuple[Daemon, threading.Thread]] = []
     systemd = Systemd(tmp_path)
 
-    def make(camera, *, pin_factory: Any = "mock", open_embedder=embedder_from_config, **sections) -> Daemon:
+    def make(source, *, pin_factory: Any = "mock", open_embedder=embedder_from_config, **sections) -> Daemon:
         config = make_config(tmp_path, mosquitto, **{**FAST, **sections})
-        daemon = Daemon(config, camera=camera, notifier=systemd.notifier(), open_embedder=open_embedder,
+        daemon = Daemon(config, camera=source, notifier=systemd.notifier(), open_embedder=open_embedder,
                         pin_factory=MockFactory() if pin_factory == "mock" else pin_factory)
         daemon.systemd = systemd
         daemon.start()
@@ -220,3 +221,21 @@ def test_without_a_working_gpio_library_it_runs_on_says_why_and_takes_commands(s
     command(watch, "add", {"id": "no-gpio", "label": "cat"})
     assert reply_to(watch, "no-gpio")["ok"] is True
     assert not daemon.stop_event.is_set()
+
+
+def test_one_bad_file_in_six_in_a_replay_folder_does_not_flap_the_state(start, listen, tmp_path, caplog):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, photo in enumerate(CAT[:2] + DOG[:2] + CAT[2:]):
+        (folder / f"{i}{photo.suffix}").write_bytes(photo.read_bytes())
+    (folder / "5.bmp").write_bytes(b"not an image")  # the sixth: fails, the camera is reopened
+    watch = listen("edgeknn/testpi/#")
+    with caplog.at_level(logging.WARNING):
+        daemon = start(ReplayCamera(folder, fps=10, loop=True),
+                       camera={"retry_initial": 0.2, "retry_max": 0.5})
+        wait_until(lambda: len(predictions(watch)) >= 5, what="predictions")
+        threading.Event().wait(8)  # a dozen passes over the bad file
+    assert {s["status"] for s in states(watch)} == {"ok"}  # announced at start and on connecting, never failed
+    assert daemon.health.summary() == "ok"
+    bad = [r for r in caplog.records if "5.bmp" in r.getMessage()]
+    assert len(bad) == 1, [r.getMessage() for r in bad]  # said once, then counted

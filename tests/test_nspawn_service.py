@@ -30,7 +30,7 @@ import pytest
 from conftest import IMAGES, MODELS, Listener, wait_until
 from test_deploy import ANSIBLE_PLAYBOOK, DEPLOY, require_ansible, snapshot_checkout
 
-from edgeknn.tools.devbroker import LocalBroker
+from edgeknn.tools.devbroker import LocalBroker, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -112,7 +112,9 @@ def variables(source: Path, broker: LocalBroker) -> dict[str, object]:
         # A button, on a machine with no GPIO chip and no gpio group.
         "edgeknn_gpio_buttons": [{"pin": 17, "label": "cat"}],
         "edgeknn_config_extra": {"camera": {"fps": 5.0, "retry_max": 5.0},
-                                 "pipeline": {"prediction_interval": 0.0, "stats_interval": 5.0}},
+                                 "pipeline": {"prediction_interval": 0.0, "stats_interval": 5.0},
+                                 # The machine shares this one's network: a free loopback port.
+                                 "web": {"host": "127.0.0.1", "port": free_port()}},
         # The lists debootstrap left are enough; no apt-get update per run.
         "edgeknn_apt_cache_valid_time": 10 * 365 * 86400,
         # Python packages from the wheelhouse made on this machine (tests/nspawn.py).
@@ -208,6 +210,17 @@ def test_status_changes_after_a_teach(device):
         listener.close()
     wait_until(lambda: device.show("StatusText")["StatusText"] != before, 15, "STATUS= to change")
     assert re.search(r"\d+ examples", device.show("StatusText")["StatusText"])
+
+
+def test_debian_packages_built_against_numpy_1_import_in_the_service_venv(device):
+    # Raspberry Pi OS's picamera2 imports simplejpeg, a Cython module built against
+    # Debian's numpy 1.24; python3-pywt is one such module that plain Debian has.
+    # Under numpy 2 both fail with "numpy.dtype size changed" (picamera2 #1088, #1211).
+    device.run("DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-pywt",
+               timeout=600)
+    numpy = device.run("/opt/edgeknn/venv/bin/python -c 'import numpy; print(numpy.__version__)'").stdout
+    assert numpy.startswith("1."), numpy
+    device.run("runuser -u edgeknn -- /opt/edgeknn/venv/bin/python -c 'import pywt, edgeknn.vision.runtime'")
 
 
 def test_a_second_run_changes_nothing(device):
