@@ -152,9 +152,11 @@ def device() -> Iterator[Device]:
         assert first.returncode == 0, first.output[-8000:]
         yield Device(machine, broker, workdir, checked, first)
     finally:
-        machine.shutdown()
-        broker.close()
-        shutil.rmtree(workdir, ignore_errors=True)
+        try:
+            machine.shutdown()
+        finally:
+            broker.close()
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def test_check_mode_on_a_fresh_device_only_reports(device):
