@@ -20,8 +20,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 
 from edgeknn.cameras.base import Pacer
-from edgeknn.config import ModelsConfig, parse_config
+from edgeknn.config import ModelsConfig, MqttConfig, parse_config
 from edgeknn.images import load_image
+from edgeknn.mqtt.client import MqttClient
+from edgeknn.mqtt.commands import handle_message
+from edgeknn.mqtt.topics import Topics
 from edgeknn.service.daemon import Daemon
 from edgeknn.store import Store
 from edgeknn.tools.devbroker import LocalBroker, mosquitto_path
@@ -80,6 +83,38 @@ def wait_until(condition: Callable[[], object], timeout: float = TIMEOUT, what: 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or condition}")
         time.sleep(0.02)
+
+MQTT_TOPICS = Topics("test/dev")
+
+
+@pytest.fixture
+def make_client(mosquitto):
+    """MqttClients on the test broker (or ``broker``), answering commands from ``store``
+    when one is given; every client made is stopped after the test."""
+    started: list[MqttClient] = []
+
+    def make(store=None, broker=None, port: int | None = None, **options) -> MqttClient:
+        broker = broker or mosquitto
+        adapter = {key: options.pop(key) for key in ("on_connected", "command_backlog", "announce_status")
+                   if key in options}
+        options = {"client_id": "edgeknn-test", "reconnect_min": 0.1, "reconnect_max": 0.5,
+                   "keepalive": 5, **options}
+        client = MqttClient(MqttConfig(host=broker.host, port=port or broker.port, **options),
+                            MQTT_TOPICS, **adapter)
+        if store is not None:
+            client.on_command(lambda verb, payload: handle_message(verb, payload, store))
+        started.append(client)
+        return client
+    yield make
+    for client in started:
+        client.stop(timeout=2)
+
+
+def connected(client: MqttClient) -> MqttClient:
+    client.start()
+    wait_until(lambda: client.is_connected, what="the client to connect")
+    return client
+
 
 
 @dataclass(frozen=True)

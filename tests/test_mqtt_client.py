@@ -12,45 +12,16 @@ from pathlib import Path
 
 import pytest
 from command_target import Store
-from conftest import TIMEOUT, wait_until
+from conftest import MQTT_TOPICS, TIMEOUT, connected, wait_until
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edgeknn.config import MqttConfig, MqttTlsConfig
+from edgeknn.config import MqttTlsConfig
 from edgeknn.errors import ConfigError
-from edgeknn.mqtt.client import MqttClient
-from edgeknn.mqtt.commands import handle_message
-from edgeknn.mqtt.topics import Topics
 from edgeknn.tools.devbroker import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-TOPICS = Topics("test/dev")
-
-
-@pytest.fixture
-def make_client(mosquitto):
-    broker = mosquitto
-    started: list[MqttClient] = []
-
-    def make(store: Store | None = None, port: int | None = None, **options) -> MqttClient:
-        hook = options.pop("on_connected", None)
-        backlog = options.pop("command_backlog", 8)
-        settings = MqttConfig(host=broker.host, port=port or broker.port, keepalive=5,
-                                reconnect_min=0.1, reconnect_max=0.5, **options)
-        client = MqttClient(settings, TOPICS, on_connected=hook, command_backlog=backlog)
-        if store is not None:
-            client.on_command(lambda verb, payload: handle_message(verb, payload, store))
-        started.append(client)
-        return client
-    yield make
-    for client in started:
-        client.stop(timeout=2)
-
-
-def connected(client: MqttClient) -> MqttClient:
-    client.start()
-    wait_until(lambda: client.is_connected, what="the client to connect")
-    return client
+TOPICS = MQTT_TOPICS
 
 
 # -- status: online, offline, Last Will ------------------------------------------------

@@ -16,43 +16,16 @@ import time
 
 import pytest
 from command_target import Store
-from conftest import TIMEOUT, wait_until
+from conftest import MQTT_TOPICS, TIMEOUT, connected, wait_until
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edgeknn.config import MqttConfig, MqttTlsConfig
 from edgeknn.mqtt.client import MqttClient
-from edgeknn.mqtt.commands import handle_message
-from edgeknn.mqtt.topics import Topics
 from edgeknn.tools.devbroker import LocalBroker
 
-TOPICS = Topics("test/dev")
+TOPICS = MQTT_TOPICS
 CLEAR = b'{"confirm": true, "id": "retained"}'
-
-
-@pytest.fixture
-def make_client(mosquitto):
-    started: list[MqttClient] = []
-
-    def make(store: Store | None = None, broker: LocalBroker = mosquitto, announce_status: bool = True,
-             **options) -> MqttClient:
-        options = {"client_id": "edgeknn-test", "reconnect_min": 0.1, "reconnect_max": 0.5,
-                   "keepalive": 5, **options}
-        client = MqttClient(MqttConfig(host=broker.host, port=broker.port, **options), TOPICS,
-                            announce_status=announce_status)
-        if store is not None:
-            client.on_command(lambda verb, payload: handle_message(verb, payload, store))
-        started.append(client)
-        return client
-    yield make
-    for client in started:
-        client.stop(timeout=2)
-
-
-def connected(client: MqttClient) -> MqttClient:
-    client.start()
-    wait_until(lambda: client.is_connected, what="the client to connect")
-    return client
 
 
 # -- retained commands -----------------------------------------------------------------
