@@ -68,7 +68,6 @@ path = "{frames}"
 fps = 1.0
 [classifier]
 smoothing = 1
-unknown_threshold = 0.55
 [detector]
 enabled = true
 classify_objects = true
