@@ -63,6 +63,18 @@ def test_a_camera_that_stops_delivering_is_failed_within_the_stall_time_and_star
     assert not h.should_feed_watchdog()
 
 
+
+def test_healthz_says_processing_only_while_frames_are_processed_and_inference_works(clock):
+    h = health(clock, stall_after=5.0)
+    run_frames(h, clock, 1)
+    assert h.is_processing()
+    clock.advance(5.1)  # a camera retried with backoff still feeds the watchdog, but nothing is processed
+    assert not h.is_processing()
+    run_frames(h, clock, 1)
+    assert h.is_processing()
+    h.inference_failed("the Edge TPU went away")
+    assert not h.is_processing()
+
 def test_a_camera_that_never_delivers_is_failed_after_the_stall_time_from_start(clock):
     h = health(clock, stall_after=5.0)
     clock.advance(5.0)

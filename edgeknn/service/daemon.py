@@ -216,6 +216,7 @@ class Daemon:
         detection = self.detection
         return WebSite(self.config.web, target=self.teacher, store=store, frames=self.slot,
                        status=self.web_status, detections=(lambda: detection.latest) if detection else None,
+                       is_processing=self.health.is_processing,
                        hold_time=self.config.gpio.hold_time, record_rate=self.config.gpio.record_rate)
 
     def _start_web(self) -> None:

@@ -205,11 +205,20 @@ class Health:
                 return f"{part.in_a_row} inference failures in a row, the last: {part.reason}"
             return None
 
+    def is_processing(self) -> bool:
+        """Frames are being processed: one was within ``stall_after`` and inference is not
+        failing (what /healthz answers)."""
+        with self._lock:
+            return self._is_processing(self._clock())
+
+    def _is_processing(self, now: float) -> bool:
+        return now - self._last_processed < self.policy.stall_after and self._inference.in_a_row == 0
+
     def should_feed_watchdog(self) -> bool:
         """Frames are being processed, or a camera that reported failing is being retried."""
         with self._lock:
             now = self._clock()
-            if now - self._last_processed < self.policy.stall_after and self._inference.in_a_row == 0:
+            if self._is_processing(now):
                 return True
             return self._camera.in_a_row > 0 and now < self._camera_retry_until
 

@@ -78,6 +78,7 @@ class Parts:
     live: LiveView
     status: Callable[[], Status]
     metrics: Metrics
+    is_processing: Callable[[], bool]  # the service's health: frames are being processed
     hold_time: float  # like a hardware button: hold this long to record ...
     record_rate: float  # ... this many examples a second until released
 
@@ -120,7 +121,7 @@ def build_app(parts: Parts, rules: Rules, stopping: threading.Event) -> Starlett
         return FileResponse(str(static.joinpath("index.html")), headers={"Cache-Control": "no-cache"})
 
     async def healthz(request: Request) -> Response:
-        ok = parts.live.is_processing()
+        ok = parts.is_processing()
         return _json({"ok": ok, "camera": parts.status().camera}, 200 if ok else 503)
 
     async def metrics(request: Request) -> Response:

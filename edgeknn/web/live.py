@@ -19,7 +19,6 @@ from edgeknn.results import Detection, Prediction
 if TYPE_CHECKING:
     from edgeknn.service.pipeline import Processed
 
-HEALTHY_WITHIN = 5.0  # seconds: /healthz is 200 only if a frame was processed this recently
 
 
 @dataclass(frozen=True)
@@ -92,7 +91,3 @@ class LiveView:
         with self._lock:
             return self._moment
 
-    def is_processing(self) -> bool:
-        """Whether frames are being processed now (the real health of the service)."""
-        moment = self.moment
-        return moment is not None and self._clock() - moment.processed_at < HEALTHY_WITHIN

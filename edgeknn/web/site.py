@@ -24,12 +24,13 @@ class WebSite:
 
     def __init__(self, config: WebConfig, *, target: CommandTarget, store: Store, frames: FrameSource,
                  status: Callable[[], Status], detections: Callable[[], list[Detection]] | None,
-                 hold_time: float, record_rate: float) -> None:
+                 is_processing: Callable[[], bool], hold_time: float, record_rate: float) -> None:
         self.metrics = Metrics(status, store.counts)
         self.live = LiveView(detections=detections, observe=self.metrics.observe_inference_ms)
         self.frames = JpegFrames(lambda: frames.latest, max_fps=config.stream_fps,
                                  max_side=config.stream_size, quality=config.jpeg_quality)
-        parts = Parts(target, store, self.frames, self.live, status, self.metrics, hold_time, record_rate)
+        parts = Parts(target, store, self.frames, self.live, status, self.metrics, is_processing,
+                      hold_time, record_rate)
         rules = Rules(config.password_file, config.token, config.anonymous_writes,
                        config.protect_reads, config.secure_cookie)
         self.server = WebServer(parts, rules, host=config.host, port=config.port)
