@@ -244,7 +244,9 @@ def test_a_removed_class_loses_its_entities(world):
 
 def test_the_example_automation_turns_the_light_on_when_the_cat_comes(world):
     hass, _, camera, _ = world
-    camera.show(DOG)
+    # the very photo dog was taught from: this test is about the automation, not about how
+    # well two photos classify (a held-out dog photo taken for the cat would fire it again)
+    camera.show(DOG[:1])
     wait_until(lambda: hass.state("event.hatest_recognised")["attributes"].get("event_type") not in ("cat", None),
                timeout=HA_WAIT, what="something other than the cat recognised")
     hass.call_service("input_boolean", "turn_off", {"entity_id": "input_boolean.kitchen_light"})
