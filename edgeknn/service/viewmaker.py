@@ -24,7 +24,7 @@ from edgeknn.service.engine import Engine
 
 log = logging.getLogger(__name__)
 
-MAX_PENDING = 256  # taught frames waiting for their views (~0.9 MB each at 640x480)
+MAX_PENDING = 64  # taught frames waiting for their views (~0.9 MB each at 640x480: ~60 MB)
 
 
 class ViewMaker:
