@@ -20,16 +20,23 @@ from edgeknn.features import FeatureTransform, unit_rows
 # Teach-time and predict-time views (``classifier.views``).  "mirror" embeds each
 # taught frame mirrored too (stored beside it, a row for the head) and classifies
 # the mean of a frame's and its mirror's embeddings: two invokes per frame, about
-# +0.5 points over "none" on the shared sets.  An invoke costs ~2-4 ms on an
-# Edge TPU but ~100 ms on a Pi 4's CPU, so "auto" mirrors only on the Edge TPU.
-VIEWS = ("auto", "none", "mirror")
-VIEW_COST = {"none": "1 invoke per frame", "mirror": "2 invokes per frame and per taught frame"}
+# +0.5 points over "none" on the shared sets.  "crops" stores the mirror and the
+# four corner crops (85 %) of each taught frame as rows for the head and
+# classifies single frames: 5 extra invokes per taught frame only, made after the
+# example is stored (service/viewmaker.py), about +0.7 points over "none" (+4.4
+# over the class means, tests/test_fewshot_accuracy.py).  An invoke costs ~2-4 ms
+# on an Edge TPU but ~100 ms on a Pi 4's CPU, so "auto" means "mirror" on the
+# Edge TPU and "crops" on the CPU, where a second invoke per frame would halve the rate.
+VIEWS = ("auto", "none", "mirror", "crops")
+VIEW_COST = {"none": "1 invoke per frame",
+             "mirror": "2 invokes per frame and per taught frame",
+             "crops": "1 invoke per frame; 5 more per taught frame (~0.5 s on a Pi 4 CPU), after it is stored"}
 
 
 def views_in_effect(setting: str, backend: str) -> str:
-    """"mirror" or "none": what ``classifier.views`` means on this backend."""
+    """"mirror", "crops" or "none": what ``classifier.views`` means on this backend."""
     if setting == "auto":
-        return "mirror" if backend == "edgetpu" else "none"
+        return "mirror" if backend == "edgetpu" else "crops"
     return setting
 
 

@@ -164,6 +164,24 @@ def fit(image: np.ndarray, width: int, height: int, policy: str = "center-crop")
     return np.asarray(resized, dtype=np.uint8), crop
 
 
+CORNER_SCALE = 0.85  # side of a corner view, as a share of the region the model sees
+
+
+def corner_views(image: np.ndarray, width: int, height: int, policy: str = "center-crop",
+                 scale: float = CORNER_SCALE) -> list[np.ndarray]:
+    """The four corner crops (``scale`` of each side) of the region ``fit`` takes, each at the
+    model's input size: extra teach-time views for the few-shot head (``classifier.views``)."""
+    c = crop_for(image.shape[1], image.shape[0], width, height, policy)
+    cw, ch = c.width * scale, c.height * scale
+    src = Image.fromarray(image)
+    out = []
+    for x0, y0 in ((c.x, c.y), (c.x + c.width - cw, c.y), (c.x, c.y + c.height - ch),
+                   (c.x + c.width - cw, c.y + c.height - ch)):
+        view = src.resize((width, height), Image.Resampling.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch))
+        out.append(np.asarray(view, dtype=np.uint8))
+    return out
+
+
 def crop_region(image: np.ndarray, box_px: tuple[int, int, int, int]) -> np.ndarray:
     """Cut a pixel box (x0, y0, x1, y1) out of a frame, clipped to the frame."""
     h, w = image.shape[:2]

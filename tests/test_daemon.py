@@ -192,8 +192,9 @@ def test_stats_say_backend_rate_and_store_size(running, listen):
     stats = watch.on("edgeknn/testpi/stats")[-1].json()
     assert stats["backend"] == "cpu" and stats["store_size"] == 0 and stats["uptime_s"] > 0
     assert {"dropped_frames", "inference_ms_p50", "inference_ms_p95"} <= stats.keys()
-    # On the CPU the default classifier classifies single frames (no mirror view).
-    assert stats["classifier"]["method"] == "logreg" and stats["classifier"]["views"] == "none"
+    # On the CPU the default classifier classifies single frames (crop views at teach time only).
+    assert stats["classifier"]["method"] == "logreg" and stats["classifier"]["views"] == "crops"
+    assert "1 invoke per frame" in stats["classifier"]["views_cost"]
     assert stats["classifier"]["features"].startswith("pow0.5-mean")
 
 

@@ -12,7 +12,7 @@ from edgeknn.errors import DatasetError
 from edgeknn.tools.evaluation import split
 
 
-@pytest.mark.slow  # embeds the whole dataset (240 images, and mirrored)
+@pytest.mark.slow  # embeds the whole dataset (240 images, mirrored and 4 corner views)
 def test_every_method_is_reported_side_by_side_for_each_shot_count(capsys):
     assert main(["eval", str(DATASETS / "hymenoptera"), "--shots", "3", "5", "--seeds", "2",
                  "--json", "--accelerator", "cpu"]) == 0
@@ -21,7 +21,7 @@ def test_every_method_is_reported_side_by_side_for_each_shot_count(capsys):
     assert embedder["features"].startswith("pow0.5-mean")
     assert set(embedder["shots"]) == {"3", "5"}
     methods = embedder["shots"]["5"]
-    assert set(methods) == {"knn-3", "class-mean", "balanced", "logreg", "logreg+mirror"}
+    assert set(methods) == {"knn-3", "class-mean", "balanced", "logreg", "logreg+mirror", "logreg+crops"}
     assert len(methods["logreg"]["per_seed"]) == 2 and methods["logreg"]["refit_ms"] > 0
     # every query is counted once per seed, by every method
     counts = {sum(map(sum, m["confusion"])) for m in methods.values()}
@@ -36,7 +36,7 @@ def test_the_report_prints_the_table_gains_per_class_and_confusion(capsys):
     for word in ("knn-3", "class-mean", "balanced", "logreg", "gain over class-mean", "per class",
                  "confusion", "ants", "bees"):
         assert word in out
-    assert "logreg+mirror" not in out
+    assert "logreg+mirror" not in out and "logreg+crops" not in out
 
 
 def test_split_draws_shots_per_class_and_tests_on_the_rest():

@@ -19,6 +19,7 @@ from edgeknn.service.engine import Engine
 from edgeknn.service.pipeline import FrameSlot
 from edgeknn.service.refit import Refitter, even_sample, wait_for_head
 from edgeknn.service.teacher import Teacher
+from edgeknn.service.viewmaker import ViewMaker
 from edgeknn.store import NewExample, Store
 from edgeknn.vision.engines import embedder_from_config
 from edgeknn.vision.models import parse_manifest
@@ -109,10 +110,11 @@ def test_without_a_fresh_head_logreg_answers_with_the_transformed_class_means():
     assert pred.scores != fitted.scores
 
 
-def test_views_auto_mirror_only_on_the_edge_tpu():
+def test_views_auto_mirrors_on_the_edge_tpu_and_crops_on_the_cpu():
     assert views_in_effect("auto", "edgetpu") == "mirror"
-    assert views_in_effect("auto", "cpu") == "none"
+    assert views_in_effect("auto", "cpu") == "crops"
     assert views_in_effect("mirror", "cpu") == "mirror"
+    assert views_in_effect("none", "edgetpu") == "none"
 
 
 def test_a_big_store_is_sampled_evenly_across_classes_for_the_fit():
@@ -143,7 +145,7 @@ def test_a_button_press_on_a_10x10_store_changes_the_next_scores_and_the_refit_f
     refitter = Refitter(store, embedder.info.features, debounce=0.05)
     refitter.start()
     try:
-        engine = Engine(embedder, store, ClassifierConfig(method="logreg"), refitter=refitter)
+        engine = Engine(embedder, store, ClassifierConfig(method="logreg", views="none"), refitter=refitter)
         assert wait_for_head(refitter, store.version, timeout=30) is not None
         query = load_image(sorted(folders[3].iterdir())[40])
         _, before = engine.embed_and_predict(query)
@@ -163,6 +165,31 @@ def test_a_button_press_on_a_10x10_store_changes_the_next_scores_and_the_refit_f
         assert refitted.scores != before.scores and refitted.scores != next_frame.scores
     finally:
         assert refitter.stop()
+
+
+def test_crop_views_follow_a_taught_example_after_it_is_stored(digits_store):
+    store, embedder, folders = digits_store
+    engine = Engine(embedder, store, ClassifierConfig(method="logreg"))  # auto: crops on the CPU
+    assert engine.views == "crops"
+    maker = ViewMaker(engine)  # not started: drained by hand below
+    slot = FrameSlot()
+    teacher = Teacher(engine, slot, on_change=lambda counts: None, default_target="frame", view_maker=maker)
+    images = [load_image(p) for p in sorted(folders[3].iterdir())[20:22]]
+    slot.put(Frame(images[0], 1, time.monotonic(), time.time()))
+    [kept] = teacher.add(folders[3].name)["example_ids"]
+    # Stored and counted at once (one invoke on the teaching path); its views wait.
+    assert len(store) == 101 and store.view_count() == 0 and maker.pending() == 1
+    slot.put(Frame(images[1], 2, time.monotonic(), time.time()))
+    [gone] = teacher.add(folders[3].name)["example_ids"]
+    store.remove(gone)  # removed before its views are made: it gets none
+    maker.drain()
+    assert store.view_count() == 5 and maker.made == 1
+    rows, labels, _ = store.snapshot()
+    assert len(labels) == 106 and labels[-5:] == [folders[3].name] * 5
+    # The views are the frame's mirror and corners: close to it, none equal to it.
+    own = embedder.embed(images[0])
+    similar = rows[-5:].astype(np.float32) @ own
+    assert np.all(similar > 0.7) and np.all(similar < 0.9999), similar
 
 
 def test_a_mirror_view_is_stored_beside_its_example_and_goes_with_it(tmp_path):

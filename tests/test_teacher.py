@@ -20,6 +20,7 @@ from edgeknn.results import Frame
 from edgeknn.service.engine import Engine
 from edgeknn.service.pipeline import FrameSlot
 from edgeknn.service.teacher import Teacher
+from edgeknn.service.viewmaker import ViewMaker
 from edgeknn.vision.fake import FakeDetector, FakeEmbedder
 
 WAIT = 0.05  # seconds the teacher waits for a camera frame here (5 in the service)
@@ -73,7 +74,8 @@ def detector():
 
 @pytest.fixture
 def teacher(embedder, store, slot, changes, detector):
-    engine = Engine(embedder, store, ClassifierConfig(), detector)
+    # No extra views, so the embedder sees exactly the taught frames (crop views: see below).
+    engine = Engine(embedder, store, ClassifierConfig(views="none"), detector)
     snapshots: list[bytes] = []
     teacher = Teacher(engine, slot, on_change=changes, on_snapshot=snapshots.append, default_target="frame",
                       frame_wait=WAIT)
@@ -95,6 +97,27 @@ def test_a_press_teaches_the_newest_camera_frame(teacher, camera, store, embedde
     assert store.counts() == {"cat": 1}
     assert taught_values(embedder) == [20]
     assert reply["label"] == "cat" and reply["counts"] == {"cat": 1} and len(reply["example_ids"]) == 1
+
+
+def test_with_crop_views_a_press_costs_one_invoke_and_the_views_follow(camera, store, embedder, slot):
+    # On the CPU "auto" means crops: a hold recording several examples a second must not
+    # wait for 5 more invokes per example; the view maker makes them after the example is stored.
+    engine = Engine(embedder, store, ClassifierConfig(), None)
+    assert engine.views == "crops"
+    maker = ViewMaker(engine)
+    teacher = Teacher(engine, slot, on_change=lambda counts: None, default_target="frame",
+                      frame_wait=WAIT, view_maker=maker)
+    camera.shows(10, 20)
+    teacher.add("cat")
+    assert taught_values(embedder) == [20] and store.counts() == {"cat": 1} and store.view_count() == 0
+    maker.start()
+    try:
+        deadline = time.monotonic() + 10
+        while store.view_count() < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        assert maker.stop()
+    assert store.view_count() == 5 and len(embedder.seen) == 6  # the mirror and 4 corners
 
 
 def test_teaching_twice_never_takes_the_same_frame_twice(teacher, camera, embedder):
@@ -124,7 +147,7 @@ class ScriptedFrames:
 
 def test_a_count_teaches_that_many_frames_each_newer_than_the_last(embedder, store):
     frames = ScriptedFrames(5, 6, 7, 8)
-    teacher = Teacher(Engine(embedder, store, ClassifierConfig()), frames, on_change=Changes(),
+    teacher = Teacher(Engine(embedder, store, ClassifierConfig(views="none")), frames, on_change=Changes(),
                       default_target="frame")
     reply = teacher.add("cat", 3)
     assert len(reply["example_ids"]) == 3 and store.counts() == {"cat": 3}
@@ -200,7 +223,7 @@ def test_largest_object_with_nothing_in_view_is_a_clear_error(teacher, camera, s
 
 
 def test_largest_object_without_a_detector_says_how_to_enable_it(embedder, store, slot, camera):
-    teacher = Teacher(Engine(embedder, store, ClassifierConfig()), slot, on_change=Changes(),
+    teacher = Teacher(Engine(embedder, store, ClassifierConfig(views="none")), slot, on_change=Changes(),
                       default_target="frame", frame_wait=WAIT)
     camera.shows(1)
     with pytest.raises(EdgeKnnError, match=r"\[detector\] enabled = true"):
@@ -208,7 +231,7 @@ def test_largest_object_without_a_detector_says_how_to_enable_it(embedder, store
 
 
 def test_the_default_target_applies_when_a_command_names_none(embedder, store, slot, camera, detector):
-    engine = Engine(embedder, store, ClassifierConfig(), detector)
+    engine = Engine(embedder, store, ClassifierConfig(views="none"), detector)
     detector.add_object("cat", (0, 0, 16, 16))
     teacher = Teacher(engine, slot, on_change=Changes(), default_target="largest_object", frame_wait=WAIT)
     camera.shows(1)
@@ -265,7 +288,7 @@ class SlowFrames:
 
 def test_two_teachers_at_once_never_teach_the_same_frame(embedder, store, slot, camera):
     """The MQTT worker and the button worker teach at the same time."""
-    teacher = Teacher(Engine(embedder, store, ClassifierConfig()), SlowFrames(slot), on_change=Changes(),
+    teacher = Teacher(Engine(embedder, store, ClassifierConfig(views="none")), SlowFrames(slot), on_change=Changes(),
                       default_target="frame", frame_wait=WAIT)
     camera.shows(1)
     start = threading.Barrier(2)

@@ -178,7 +178,8 @@ def info(args: argparse.Namespace) -> int:
     print(f"embedder:    {i.fingerprint or '(none yet)'}")
     print(f"embeddings:  {i.count} x {i.dim or '-'} {i.dtype} ({i.matrix_bytes / 1e6:.1f} MB in memory)")
     print(f"file:        {i.file_bytes / 1e6:.1f} MB")
-    print(f"views:       {views} mirrored copies (extra rows for the few-shot head; classifier.views)")
+    print(f"views:       {views} mirrored copies and corner crops (extra rows for the few-shot head; "
+          "classifier.views)")
     print(f"classes:     {len(i.classes)}")
     for label, n in sorted(i.classes.items()):
         print(f"  {label}: {n}")

@@ -71,7 +71,8 @@ class ClassifierConfig:
     unknown_threshold: float = setting(0.25, "cosine similarity below which a frame is "
                                        "unknown (logreg: to the winning class's mean feature)",
                                        min=-1.0, max=1.0)
-    views: str = setting("auto", "mirror each frame too: auto = on the Edge TPU only", choices=VIEWS)
+    views: str = setting("auto", "extra views of taught frames for the head: auto = "
+                         "mirror on the Edge TPU, crops on the CPU", choices=VIEWS)
     smoothing: int = setting(4, "majority over the last N predictions", min=1, max=100)
 
 

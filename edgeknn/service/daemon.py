@@ -37,6 +37,7 @@ from edgeknn.service.pipeline import CaptureThread, FrameSlot, Processed, Proces
 from edgeknn.service.refit import Refitter
 from edgeknn.service.systemd import Notifier
 from edgeknn.service.teacher import Teacher
+from edgeknn.service.viewmaker import ViewMaker
 from edgeknn.store import Store
 from edgeknn.vision.engines import detector_from_config, embedder_from_config
 from edgeknn.web import page_url
@@ -110,6 +111,7 @@ class Daemon:
         self.teacher: Teacher | None = None
         self.engine: Engine | None = None
         self.refitter: Refitter | None = None
+        self.view_maker: ViewMaker | None = None
         self.detection: DetectionStage | None = None
         self.homeassistant: homeassistant.HomeAssistantLink | None = None
         self._processing: threading.Thread | None = None
@@ -133,6 +135,8 @@ class Daemon:
         self.refitter = Refitter(store, embedder.info.features)
         self.refitter.start()
         self.engine = Engine(embedder, store, cfg.classifier, detector, self.refitter)
+        self.view_maker = ViewMaker(self.engine)  # idle unless classifier.views means "crops"
+        self.view_maker.start()
 
         publisher = self._start_mqtt(mqtt_config(cfg, self.device))
         self.announcer = Announcer(publisher, self.topics, cfg.mqtt.qos)
@@ -143,6 +147,7 @@ class Daemon:
         teacher = self.teacher = Teacher(
             self.engine, self.fresh_frames, on_change=self._classes_changed,
             on_snapshot=self.announcer.snapshot, default_target=d.teach_target,
+            view_maker=self.view_maker,
         )
         self.homeassistant = homeassistant.connect(
             cfg, self.device, self.mqtt, self.topics, classes=store.class_ids,
@@ -485,6 +490,9 @@ class Daemon:
             steps.append(("capture", lambda: self._join_capture(capture, left(0.5))))
         if self._processing is not None:
             steps.append(("processing", lambda: self._join_processing(left(0.5))))
+        view_maker = self.view_maker
+        if view_maker is not None:
+            steps.append(("views", lambda: view_maker.stop(timeout=left(0.5))))
         refitter = self.refitter
         if refitter is not None:
             steps.append(("refit", lambda: refitter.stop(timeout=left(0.5))))
@@ -496,7 +504,7 @@ class Daemon:
             except Exception:
                 log.exception("stopping %s failed", name)
         self.panel = self._own_factory = self.mqtt = self.camera = self.capture = self.web = None
-        self._processing = self.store = self.refitter = None
+        self._processing = self.store = self.refitter = self.view_maker = None
 
     @staticmethod
     def _join_capture(capture: CaptureThread, timeout: float) -> None:

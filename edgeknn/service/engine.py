@@ -57,9 +57,11 @@ from edgeknn.config import ClassifierConfig
 from edgeknn.errors import DetectorError
 from edgeknn.features import RAW
 from edgeknn.head import VIEW_COST, views_in_effect
+from edgeknn.images import corner_views
 from edgeknn.results import Detection, Frame, Prediction
 from edgeknn.service.refit import Refitter
 from edgeknn.store import Store
+from edgeknn.store.views import CORNERS, MIRROR
 from edgeknn.vision.embedder import EmbedderInfo
 
 
@@ -114,7 +116,7 @@ class Engine:
 
     @property
     def views(self) -> str:
-        """"mirror" or "none": what classifier.views means on this embedder's backend."""
+        """"mirror", "crops" or "none": what classifier.views means on this embedder's backend."""
         return views_in_effect(self.classifier.views, self.embedder.info.backend)
 
     @property
@@ -138,6 +140,18 @@ class Engine:
             embedding = self.embedder.embed(image)
             mirror = self.embedder.embed(np.ascontiguousarray(image[:, ::-1])) if mirrored else None
         return embedding, mirror
+
+    def embed_crop_views(self, image: np.ndarray) -> list[tuple[str, np.ndarray]]:
+        """The mirror and the four corner views of a taught frame (views = crops), one invoke
+        at a time so that frames keep flowing between them."""
+        w, h = self.embedder.info.input_size
+        images = [np.ascontiguousarray(image[:, ::-1]),
+                  *corner_views(image, w, h, getattr(self.embedder, "resize", "center-crop"))]
+        made = []
+        for kind, view in zip((MIRROR, *CORNERS), images, strict=True):
+            with self._inference:
+                made.append((kind, self.embedder.embed(view)))
+        return made
 
     def predict(self, embedding: np.ndarray, mirror: np.ndarray | None = None) -> Prediction:
         """Classify an embedding; with a mirror embedding, the mean of the two."""

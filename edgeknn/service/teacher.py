@@ -21,6 +21,7 @@ from edgeknn.mqtt.commands import Reply
 from edgeknn.results import Frame
 from edgeknn.service.detection_stage import largest
 from edgeknn.service.engine import Engine, FrameSource
+from edgeknn.service.viewmaker import ViewMaker
 from edgeknn.store import make_example
 
 log = logging.getLogger(__name__)
@@ -40,12 +41,14 @@ class Teacher:
         on_snapshot: Callable[[bytes], None] | None = None,
         default_target: str,
         frame_wait: float = FRAME_WAIT,
+        view_maker: ViewMaker | None = None,
     ) -> None:
         self._engine = engine
         self._frames = frames
         self._on_change = on_change
         self._on_snapshot = on_snapshot
         self._default_target = default_target
+        self._view_maker = view_maker  # crop views off the teaching path; None: made inline
         self._frame_wait = frame_wait
         self._last_taught_index = -1
         # One teaching request at a time (MQTT worker, button worker), so that two
@@ -69,6 +72,12 @@ class Teacher:
                 embedding, mirror = self._engine.embed_views(img)  # mirror only with views = mirror
                 examples.append(make_example(label, img, embedding, source, mirror))
             ids = self._engine.store.add_many(examples)
+            if self._engine.views == "crops":  # made after the example is stored (viewmaker.py)
+                for example_id, img in zip(ids, images, strict=True):
+                    if self._view_maker is not None:
+                        self._view_maker.submit(example_id, img)
+                    else:
+                        self._engine.store.add_views(example_id, self._engine.embed_crop_views(img))
         counts = self._changed()
         log.info("taught %d example(s) of %r (%s, %s)", len(ids), label, source, target)
         return {"label": label, "example_ids": ids, "counts": counts}

@@ -393,8 +393,20 @@ class Store:
             rows = np.concatenate([p for p in parts if len(p)] + [extra])
             return rows, labels + extra_labels, self.version
 
+    def add_views(self, example_id: int, made: list[tuple[str, np.ndarray]]) -> bool:
+        """Store views of an example made after it (service/viewmaker.py); False if it is gone."""
+        with self._lock:
+            self._check_writable()
+            if self.dim is None:
+                raise StoreError(f"store {self.path} is not bound to an embedder yet")
+            blobs = [(kind, _blob(v, self.dim)) for kind, v in made]
+            kept = self._write(lambda: all([views.insert_if_kept(self._conn, example_id, k, b) for k, b in blobs]))
+            if kept:
+                self.version += 1  # the head refits with them
+            return kept
+
     def view_count(self) -> int:
-        """How many extra views (mirrored copies) the store keeps for the few-shot head."""
+        """How many extra views (mirrored copies, corner crops) the store keeps for the few-shot head."""
         with self._lock:
             return views.count(self._conn)
 

@@ -1,8 +1,8 @@
-"""Extra views of taught examples (a mirrored copy), kept beside them for the few-shot head.
+"""Extra views of taught examples (mirrored, corner crops), kept beside them for the few-shot head.
 
-A view is another embedding of the same taught frame (today: the frame
-mirrored left-right), made at teach time when ``classifier.views`` asks for
-it.  Views never take part in KNN search or class counts; only the head is
+A view is another embedding of the same taught frame (the frame mirrored
+left-right, or one of its corner crops), made at teach time when
+``classifier.views`` asks for it.  Views never take part in KNN search or class counts; only the head is
 fitted on them as extra rows of their example's class.  A trigger removes an
 example's views with the example, and labels come from the example by a join,
 so removing, renaming and clearing need no code here.  Stores made before
@@ -27,6 +27,7 @@ CREATE TRIGGER IF NOT EXISTS views_follow_examples AFTER DELETE ON examples
 BEGIN DELETE FROM views WHERE example_id = OLD.id; END;
 """
 MIRROR = "mirror"
+CORNERS = ("corner-tl", "corner-tr", "corner-bl", "corner-br")  # edgeknn.images.corner_views order
 
 
 def ensure(conn: sqlite3.Connection) -> None:
@@ -37,6 +38,13 @@ def ensure(conn: sqlite3.Connection) -> None:
 def insert(conn: sqlite3.Connection, example_id: int, kind: str, blob: bytes) -> None:
     """Inside the caller's transaction, so an example and its views land together."""
     conn.execute("INSERT OR REPLACE INTO views VALUES (?, ?, ?)", (example_id, kind, blob))
+
+
+def insert_if_kept(conn: sqlite3.Connection, example_id: int, kind: str, blob: bytes) -> bool:
+    """A view made after its example was stored: nothing if the example is gone meanwhile."""
+    cur = conn.execute("INSERT OR REPLACE INTO views SELECT id, ?, ? FROM examples WHERE id = ?",
+                       (kind, blob, example_id))
+    return cur.rowcount > 0
 
 
 def load(conn: sqlite3.Connection, dim: int, dtype: type) -> tuple[np.ndarray, list[str]]:

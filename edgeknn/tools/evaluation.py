@@ -7,7 +7,9 @@ same float16 embeddings, similarity code and classify() the store uses.
 ``logreg`` is shown twice when mirrored embeddings are given: without views
 (the CPU-only default) and with the mirror view (the Edge TPU default: each
 taught image also stored mirrored, each query the mean of it and its mirror),
-exactly as the service does with ``classifier.views``.
+and a third time with the crop views when corner embeddings are given (the
+CPU default: each taught image stored mirrored and as its four corner crops,
+each query a single frame), exactly as the service does with ``classifier.views``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ METHODS = (
     ("balanced", "balanced", None, "none"),
     ("logreg", "logreg", None, "none"),
     ("logreg+mirror", "logreg", None, "mirror"),
+    ("logreg+crops", "logreg", None, "crops"),
 )
 BASELINE = "class-mean"
 
@@ -78,19 +81,25 @@ def evaluate(
     k: int,
     features: FeatureTransform = RAW,
     mirrored: np.ndarray | None = None,
+    corners: np.ndarray | None = None,
     only: tuple[str, ...] = (),
 ) -> list[MethodResult]:
     """Accuracy of every method in :data:`METHODS` over the given seeds.
 
     ``mirrored[i]`` is the embedding of image i mirrored left-right; without
-    it the ``logreg+mirror`` row is left out.  ``only`` names the rows wanted (all if empty).
+    it the ``logreg+mirror`` row is left out.  ``corners[i]`` (4 x D) holds the
+    embeddings of image i's corner views (:func:`edgeknn.images.corner_views`);
+    with them and ``mirrored``, ``logreg+crops`` fits the head on each taught
+    image, its mirror and its four corners, and classifies single frames.
+    ``only`` names the rows wanted (all if empty).
     """
     n_classes = len(labels)
     vectors = embeddings.astype(DTYPE)
     flipped = mirrored.astype(DTYPE) if mirrored is not None else None
     results = []
     for name, method, fixed_k, views in METHODS:
-        if (views == "mirror" and flipped is None) or (only and name not in only):
+        if ((views != "none" and flipped is None) or (views == "crops" and corners is None)
+                or (only and name not in only)):
             continue
         accs, fit_seconds = [], []
         confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
@@ -108,6 +117,10 @@ def evaluate(
                     rows = np.concatenate([matrix, flipped[support]])
                     row_labels = row_labels * 2
                     asked = unit_rows(asked + flipped[queries].astype(np.float32))
+                if views == "crops" and flipped is not None and corners is not None:
+                    extra = [flipped[support]] + [corners[support, j].astype(DTYPE) for j in range(corners.shape[1])]
+                    rows = np.concatenate([matrix, *extra])
+                    row_labels = row_labels * (1 + len(extra))
                 head = fit_head(rows.astype(np.float32), row_labels, features, version=0)
                 fit_seconds.append(head.seconds)
             correct = 0

@@ -129,6 +129,11 @@ class Embedder:
     def input_size(self) -> tuple[int, int]:
         return self.info.input_size
 
+    @property
+    def resize(self) -> str:
+        """How frames fit the model input (a RESIZE_POLICIES value)."""
+        return self._resize
+
     def embed(self, image: np.ndarray) -> np.ndarray:
         """An RGB uint8 image of any size -> float32 unit vector."""
         image = as_rgb(image)
