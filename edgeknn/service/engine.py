@@ -14,14 +14,14 @@ written against.  The real ones are :class:`~edgeknn.vision.embedder.Embedder`,
 
 The locking rule
 ----------------
-Seven kinds of thread touch the models or the store: the processing loop
+Eight kinds of thread touch the models or the store: the processing loop
 (every frame), the MQTT command worker and the button worker (when they
 teach), the web server's threadpool (``web/app.py`` runs each HTTP command
 through ``run_command`` -> Teacher -> Engine, and reads the store's counts,
 examples and thumbnails, in Starlette's worker threads, several at once), the
 MQTT network thread (counts on reconnecting, Home Assistant's class list), the
-refit thread (store snapshots, service/refit.py) and the main thread (stats,
-SIGHUP).  The rule holds for any thread, and is written here and nowhere
+refit thread (store snapshots, service/refit.py), the view maker (crop views
+of taught frames, service/viewmaker.py) and the main thread (stats, SIGHUP).  The rule holds for any thread, and is written here and nowhere
 else:
 
 1. **The interpreters are called only through the Engine, under its one
