@@ -21,8 +21,8 @@ through ``run_command`` -> Teacher -> Engine, and reads the store's counts,
 examples and thumbnails, in Starlette's worker threads, several at once), the
 MQTT network thread (counts on reconnecting, Home Assistant's class list), the
 refit thread (store snapshots, service/refit.py), the view maker (crop views
-of taught frames, service/viewmaker.py) and the main thread (stats, SIGHUP).  The rule holds for any thread, and is written here and nowhere
-else:
+of taught frames, service/viewmaker.py) and the main thread (stats, SIGHUP).
+The rule holds for any thread, and is written here and nowhere else:
 
 1. **The interpreters are called only through the Engine, under its one
    lock.**  A LiteRT interpreter is not thread-safe, and the embedder and the
